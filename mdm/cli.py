@@ -1,0 +1,162 @@
+"""The `mdm` command line: every command takes --db (default $MDM_DB, else ./mdm.duckdb)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from mdm.config import load_sources
+from mdm.errors import MdmError
+
+app = typer.Typer(help="Customer master data: ingest, match, golden records.", no_args_is_help=True)
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).", show_default=True),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Folder of source YAML files (default: the shipped ones).")
+]
+DEFAULT_DB = Path("mdm.duckdb")
+
+
+def open_store(db: Path):  # type: ignore[no-untyped-def]
+    """The store at ``db``, encrypted when MDM_DB_KEY is set."""
+    from mdm.store import Store
+
+    return Store(db, key=os.environ.get("MDM_DB_KEY") or None)
+
+
+def fail(exc: MdmError) -> None:
+    """Print an mdm error (already masked) and exit with its code."""
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def show(frame: pl.DataFrame) -> None:
+    """Print a frame as a plain table."""
+    with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+        typer.echo(str(frame))
+
+
+@app.command()
+def sources(config: ConfigOption = None, db: DbOption = DEFAULT_DB) -> None:
+    """List the configured sources."""
+    try:
+        cfgs = load_sources(config)
+    except MdmError as exc:
+        fail(exc)
+    rows = [
+        {
+            "source": c.name,
+            "format": c.format,
+            "pattern": c.pattern,
+            "key": c.natural_key,
+            "encoding": c.encoding,
+            "trust": c.trust_rank,
+            "extract": c.extract,
+        }
+        for c in cfgs.values()
+    ]
+    show(pl.DataFrame(rows))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Folders in the sources' layout, or files.")],
+    source: Annotated[str | None, typer.Option(help="Take every file as this source.")] = None,
+    config: ConfigOption = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Read, standardize and store source files: one batch per source, all or nothing per source."""
+    from mdm.ingest import ingest_paths
+
+    try:
+        cfgs = load_sources(config)
+        with open_store(db) as store:
+            results, unclaimed = ingest_paths(store, paths, cfgs, source)
+    except MdmError as exc:
+        fail(exc)
+    show(
+        pl.DataFrame(
+            [
+                {
+                    "batch": r.batch_id,
+                    "source": r.source,
+                    "read": r.n_read,
+                    "new": r.n_new,
+                    "changed": r.n_changed,
+                    "unchanged": r.n_unchanged,
+                    "ended": r.n_ended,
+                    "rejected": r.n_rejected,
+                }
+                for r in results
+            ]
+        )
+    )
+    for path in unclaimed:
+        typer.secho(f"skipped (no source matches): {path}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def dq(db: DbOption = DEFAULT_DB) -> None:
+    """Data-quality flags and rejected rows per source and field."""
+    try:
+        with open_store(db) as store:
+            show(store.dq_summary())
+    except MdmError as exc:
+        fail(exc)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the source files and truth.csv into.")],
+    persons: Annotated[int, typer.Option(help="Number of distinct persons.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
+    profile: Annotated[str, typer.Option(help="Noise profile: sample or hard.")] = "sample",
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated file kinds (default: all).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write a synthetic, seeded set of source files with their truth."""
+    from mdm.generate import generate as run
+
+    result = run(out, persons=persons, seed=seed, profile=profile, kinds=kinds.split(",") if kinds else None)
+    typer.echo(str(result))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Working folder for generated data and the database.")] = Path(
+        "demo"
+    ),
+    persons: Annotated[int, typer.Option(help="Number of distinct persons to generate.")] = 300,
+    seed: int = 7,
+    db: Annotated[
+        Path | None, typer.Option("--db", envvar="MDM_DB", help="Database (default WORKDIR/mdm.duckdb).")
+    ] = None,
+) -> None:
+    """Generate a small dataset, ingest it and show what happened."""
+    from mdm.demo import run_demo
+
+    try:
+        run_demo(workdir, persons=persons, seed=seed, db=db or workdir / "mdm.duckdb", echo=typer.echo)
+    except MdmError as exc:
+        fail(exc)
+
+
+def main() -> None:
+    """Entry point that turns unexpected errors into exit code 70 without a stack trace of data."""
+    try:
+        app()
+    except MdmError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

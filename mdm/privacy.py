@@ -1,0 +1,52 @@
+"""Masking of personal identifiers for logs, errors and masked API responses."""
+
+from __future__ import annotations
+
+import re
+
+_DIGITS = re.compile(r"\d")
+
+
+def mask_id(value: str | None) -> str:
+    """ID document number: first 6 and last 4 kept (``110105********002X``)."""
+    if not value:
+        return ""
+    v = str(value)
+    if len(v) <= 10:
+        return v[:2] + "*" * max(len(v) - 2, 0)
+    return v[:6] + "*" * (len(v) - 10) + v[-4:]
+
+
+def mask_card(value: str | None) -> str:
+    """Bank card: first 6 and last 4 kept."""
+    return mask_id(value)
+
+
+def mask_phone(value: str | None) -> str:
+    """Phone: first 3 and last 4 digits of the national number kept (``138****5678``)."""
+    if not value:
+        return ""
+    v = str(value)
+    if v.startswith("+86"):
+        v = v[3:]
+    if len(v) <= 7:
+        return "*" * len(v)
+    return v[:3] + "*" * (len(v) - 7) + v[-4:]
+
+
+def mask_name(value: str | None) -> str:
+    """Name: first and last character kept (``张*伟``); two-character names keep the first."""
+    if not value:
+        return ""
+    v = str(value)
+    if len(v) <= 1:
+        return v
+    if len(v) == 2:
+        return v[0] + "*"
+    return v[0] + "*" * (len(v) - 2) + v[-1]
+
+
+def mask(value: object) -> str:
+    """Mask any value that may hold an identifier: every digit run of 7+ keeps only its ends."""
+    text = str(value)
+    return re.sub(r"[0-9０-９Xx*\-\s]{7,}", lambda m: mask_id(re.sub(r"[\s\-]", "", m.group(0))), text)
