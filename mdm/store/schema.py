@@ -7,13 +7,13 @@ import polars as pl
 from mdm.schema import FLAGS, RAW_FIELDS, RAW_SCHEMA, STANDARD_SCHEMA
 
 
-def duck_type(dtype: pl.DataType | type[pl.DataType]) -> str:
+def duck_type(dtype: object) -> str:
     """DuckDB column type for a polars dtype of the canonical schema."""
     if isinstance(dtype, pl.List):
         return duck_type(dtype.inner) + "[]"
     mapping = {pl.String: "VARCHAR", pl.Boolean: "BOOLEAN", pl.Date: "DATE", pl.Int64: "BIGINT"}
     for kind, name in mapping.items():
-        if isinstance(dtype, kind):
+        if dtype == kind:
             return name
     raise TypeError(f"no DuckDB type for {dtype}")
 
