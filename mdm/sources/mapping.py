@@ -15,7 +15,7 @@ def _as_list(col: str, dtype: pl.DataType) -> pl.Expr:
     expr = pl.col(col)
     if not isinstance(dtype, pl.List):
         expr = pl.concat_list(expr.cast(pl.String))
-    return expr.cast(pl.List(pl.String))
+    return expr.cast(pl.List(pl.String)).fill_null(pl.lit([], pl.List(pl.String)))
 
 
 def map_columns(frame: pl.DataFrame, cfg: SourceConfig, file: str) -> pl.DataFrame:
