@@ -149,6 +149,109 @@ def demo(
         fail(exc)
 
 
+export_app = typer.Typer(help="Write cross-reference, golden records or events to a file.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@app.command()
+def run(
+    model: Annotated[Path | None, typer.Option(help="Trained model JSON (default: the store's latest).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Match current records, cluster them, assign customer IDs and build golden records."""
+    from mdm.pipeline import run_batch
+
+    try:
+        with open_store(db) as store:
+            summary = run_batch(store, model_path=model)
+    except MdmError as exc:
+        fail(exc)
+    for line in summary.lines():
+        typer.echo(line)
+
+
+@export_app.command("xref")
+def export_xref(
+    out: Annotated[Path, typer.Option(help="CSV file: source,source_key,customer_id")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """The current cross-reference of every current source record."""
+    try:
+        with open_store(db) as store:
+            frame = store.current_xref().select("source", "source_key", "customer_id")
+    except MdmError as exc:
+        fail(exc)
+    frame.write_csv(out)
+    typer.echo(f"wrote {frame.height} rows to {out}")
+
+
+@export_app.command("golden")
+def export_golden(
+    out: Annotated[Path, typer.Option(help="FILE.csv or FILE.parquet (Parquet is encrypted under MDM_DB_KEY)")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """The latest golden record of every live customer, with lineage."""
+    try:
+        with open_store(db) as store:
+            if out.suffix == ".parquet":
+                n = store.export_parquet(
+                    "SELECT g.* FROM golden_latest g JOIN customers c USING (customer_id) WHERE c.status = 'live'",
+                    out,
+                )
+            else:
+                frame = store.golden_current()
+                frame.write_csv(out)
+                n = frame.height
+    except MdmError as exc:
+        fail(exc)
+    typer.echo(f"wrote {n} golden records to {out}")
+
+
+@export_app.command("events")
+def export_events(
+    out: Annotated[Path, typer.Option(help="CSV file of ID events")],
+    since: Annotated[int | None, typer.Option(help="Only events after this run id.")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """The change feed: created, merged_into, split_from, record_moved ... events."""
+    try:
+        with open_store(db) as store:
+            frame = store.events_since(run_id=since)
+    except MdmError as exc:
+        fail(exc)
+    frame.write_csv(out)
+    typer.echo(f"wrote {frame.height} events to {out}")
+
+
+@app.command("show")
+def show_customer(
+    customer_id: Annotated[str, typer.Argument(help="Customer ID (a retired ID shows its successor).")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """A golden record with the lineage of every value; identifiers masked."""
+    from mdm.privacy import mask_golden
+
+    try:
+        with open_store(db) as store:
+            doc = store.customer(customer_id)
+    except MdmError as exc:
+        fail(exc)
+    if doc is None:
+        typer.secho(f"error: no customer {customer_id}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if doc["requested_id"] != doc["customer_id"]:
+        typer.echo(f"{doc['requested_id']} was merged into {doc['customer_id']}")
+    typer.echo(f"customer {doc['customer_id']} ({doc['status']}), golden version {doc['version']}")
+    lineage = doc["lineage"]
+    for name, value in mask_golden(doc["attributes"]).items():
+        src = lineage.get(name) if isinstance(lineage, dict) else None
+        where = f"  <- {src.get('source')}:{src.get('source_key')} {src.get('field')}" if isinstance(src, dict) else ""
+        typer.echo(f"  {name:<12} {value}{where}")
+    typer.echo(f"  records ({len(doc['records'])}):")
+    for rec in doc["records"]:
+        typer.echo(f"    {rec['source']}:{rec['source_key']}")
+
+
 def main() -> None:
     """Entry point that turns unexpected errors into exit code 70 without a stack trace of data."""
     try:

@@ -50,3 +50,28 @@ def mask(value: object) -> str:
     """Mask any value that may hold an identifier: every digit run of 7+ keeps only its ends."""
     text = str(value)
     return re.sub(r"[0-9０-９Xx*\-\s]{7,}", lambda m: mask_id(re.sub(r"[\s\-]", "", m.group(0))), text)
+
+
+#: Golden attribute -> masker; attributes not listed are shown as they are.
+GOLDEN_MASKS = {
+    "name": mask_name,
+    "name_alt": mask_name,
+    "id_number": mask_id,
+    "mobiles": mask_phone,
+    "phones": mask_phone,
+    "bank_cards": mask_card,
+}
+
+
+def mask_golden(attributes: dict[str, object]) -> dict[str, object]:
+    """A golden record's attributes with every identifier masked (multi-valued ones value by value)."""
+    out: dict[str, object] = {}
+    for name, value in attributes.items():
+        masker = GOLDEN_MASKS.get(name)
+        if masker is None:
+            out[name] = value
+        elif isinstance(value, list):
+            out[name] = [masker(v.get("value") if isinstance(v, dict) else str(v)) for v in value]
+        else:
+            out[name] = masker(None if value is None else str(value))
+    return out
