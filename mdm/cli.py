@@ -11,6 +11,7 @@ import polars as pl
 import typer
 
 from mdm.config import load_sources
+from mdm.erasure_cli import erase_app
 from mdm.errors import MdmError
 
 app = typer.Typer(help="Customer master data: ingest, match, golden records.", no_args_is_help=True)
@@ -149,13 +150,18 @@ def demo(
         fail(exc)
 
 
-export_app = typer.Typer(help="Write cross-reference, golden records or events to a file.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Write cross-reference, golden records or events to a file.", no_args_is_help=True
+)
 app.add_typer(export_app, name="export")
+app.add_typer(erase_app, name="erase")
 
 
 @app.command()
 def run(
-    model: Annotated[Path | None, typer.Option(help="Trained model JSON (default: the store's latest).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Trained model JSON (default: the store's latest).")
+    ] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Match current records, cluster them, assign customer IDs and build golden records."""
@@ -187,7 +193,9 @@ def export_xref(
 
 @export_app.command("golden")
 def export_golden(
-    out: Annotated[Path, typer.Option(help="FILE.csv or FILE.parquet (Parquet is encrypted under MDM_DB_KEY)")],
+    out: Annotated[
+        Path, typer.Option(help="FILE.csv or FILE.parquet (Parquet is encrypted under MDM_DB_KEY)")
+    ],
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """The latest golden record of every live customer, with lineage."""
@@ -245,7 +253,11 @@ def show_customer(
     lineage = doc["lineage"]
     for name, value in mask_golden(doc["attributes"]).items():
         src = lineage.get(name) if isinstance(lineage, dict) else None
-        where = f"  <- {src.get('source')}:{src.get('source_key')} {src.get('field')}" if isinstance(src, dict) else ""
+        where = (
+            f"  <- {src.get('source')}:{src.get('source_key')} {src.get('field')}"
+            if isinstance(src, dict)
+            else ""
+        )
         typer.echo(f"  {name:<12} {value}{where}")
     typer.echo(f"  records ({len(doc['records'])}):")
     for rec in doc["records"]:

@@ -184,7 +184,7 @@ class GoldenRepo:
             "b.trust_rank" if c == "trust_rank" else f'c."{c}"' for c in dict.fromkeys(["rid", *columns])
         )
         return self.query(
-            f"SELECT {cols} FROM current_records c JOIN batches b ON b.batch_id = c.batch_id ORDER BY c.rid"
+            f"SELECT {cols} FROM processable_records c JOIN batches b ON b.batch_id = c.batch_id ORDER BY c.rid"
         )
 
     # ----- steward decisions ------------------------------------------------------

@@ -14,7 +14,9 @@ import polars as pl
 from mdm.errors import MdmError, RowReject
 from mdm.schema import FLAGS, RAW_FIELDS
 from mdm.store.connection import open_database
+from mdm.store.erasure_repo import ERASURE_DDL, ErasureRepo
 from mdm.store.golden_repo import GOLDEN_DDL, GoldenRepo
+from mdm.store.match_repo import MATCH_DDL, MatchRepo
 from mdm.store.schema import DDL, RECORD_COLUMNS
 
 
@@ -46,11 +48,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Store(GoldenRepo):
+class Store(GoldenRepo, MatchRepo, ErasureRepo):
     """DuckDB-backed store of source records, batches and everything derived from them."""
 
     def __init__(self, path: Path | str, key: str | None = None, read_only: bool = False) -> None:
         self.path = Path(path)
+        self._db_key = key
         self.con: duckdb.DuckDBPyConnection = open_database(self.path, key, read_only)
         self._parquet_key = hashlib.sha256(f"mdm-export:{key}".encode()).hexdigest()[:32] if key else None
         self._in_tx = False
@@ -69,7 +72,7 @@ class Store(GoldenRepo):
 
     def _migrate(self) -> None:
         with self.transaction():
-            for stmt in DDL + GOLDEN_DDL:
+            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL:
                 self.con.execute(stmt)
 
     @contextmanager
@@ -112,6 +115,8 @@ class Store(GoldenRepo):
         Records are versioned by content hash: an unchanged record adds nothing, a changed one a new
         version. For a full extract, records of the source missing from it are end-dated.
         """
+        records, erased = self.filter_erased(records, source)
+        rejects = [*rejects, *erased]
         dupes = records.group_by("source_key").len().filter(pl.col("len") > 1)
         if dupes.height:
             raise StoreError(f"{source}: {dupes.height} duplicate source keys in one batch")
@@ -240,9 +245,9 @@ class Store(GoldenRepo):
     # ----- reads ------------------------------------------------------------------
 
     def current_records(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """The current version of every live source record."""
+        """The current version of every live source record that may be processed (not restricted)."""
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        return self.query(f"SELECT {cols} FROM current_records ORDER BY rid")
+        return self.query(f"SELECT {cols} FROM processable_records ORDER BY rid")
 
     def batches(self) -> pl.DataFrame:
         """Every ingest batch with its counts."""
