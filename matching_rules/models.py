@@ -91,6 +91,13 @@ class Training(BaseModel):
     prior_recall: float = Field(gt=0, le=1)
     u_max_pairs: float = Field(gt=0)
     em_blocking: list[BlockingRule] = Field(min_length=1)
+    m_floor: float = Field(
+        default=0.01,
+        ge=0,
+        lt=0.5,
+        description="least m of any level: EM on a few thousand pairs cannot show a level never happens "
+        "among true matches (people move, clerks mistype), and an m of 1e-90 would veto every other field",
+    )
 
 
 class Thresholds(BaseModel):

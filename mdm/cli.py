@@ -176,6 +176,63 @@ def run(
         typer.echo(line)
 
 
+@app.command()
+def train(
+    out: Annotated[Path | None, typer.Option(help="Model JSON (default: beside the database).")] = None,
+    ruleset: Annotated[str, typer.Option(help="Rule set name in matching_rules/rulesets.")] = "person",
+    seed: Annotated[int, typer.Option(help="Random seed of u sampling.")] = 42,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Train the matching model (u by random sampling, m by EM) on the current records and save it."""
+    from matching_rules import load_ruleset
+    from mdm.matching.train import train as fit
+    from mdm.pipeline import default_model_path
+
+    try:
+        with open_store(db) as store:
+            model = fit(store.current_records(), load_ruleset(ruleset), seed=seed)
+            path = model.save(out or default_model_path(store, ruleset))
+    except MdmError as exc:
+        fail(exc)
+    typer.echo(f"trained {model.version} on data {model.data_version}; prior {model.prior:.3g}; saved {path}")
+
+
+def _record_ref(ref: str) -> tuple[str, str]:
+    source, sep, key = ref.partition(":")
+    if not sep or not key:
+        raise typer.BadParameter(f"expected SOURCE:KEY, got {ref!r}")
+    return source, key
+
+
+@app.command()
+def explain(
+    left: Annotated[str, typer.Argument(help="SOURCE:KEY of the first record")],
+    right: Annotated[str, typer.Argument(help="SOURCE:KEY of the second record")],
+    model: Annotated[Path | None, typer.Option(help="Model JSON (default: beside the database).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """The match weight of every comparison and the prior for two records (a waterfall)."""
+    from mdm.matching.explain import explain_records, format_waterfall
+    from mdm.matching.train import TrainedModel
+    from mdm.pipeline import default_model_path
+
+    try:
+        with open_store(db) as store:
+            rids = [store.rid_of(*_record_ref(ref)) for ref in (left, right)]
+            if None in rids:
+                missing = [ref for ref, rid in zip((left, right), rids, strict=True) if rid is None]
+                raise MdmError(f"no such record: {', '.join(missing)}")
+            path = model or default_model_path(store, "person")
+            if not path.exists():
+                raise MdmError(f"{path}: no trained model; run `mdm train` or `mdm run` first")
+            steps = explain_records(
+                store.current_records(), int(rids[0]), int(rids[1]), TrainedModel.load(path)
+            )  # type: ignore[arg-type]
+    except MdmError as exc:
+        fail(exc)
+    typer.echo(format_waterfall(steps))
+
+
 @export_app.command("xref")
 def export_xref(
     out: Annotated[Path, typer.Option(help="CSV file: source,source_key,customer_id")],

@@ -75,3 +75,36 @@ def test_rules_package_imports_nothing_from_mdm_or_api() -> None:
     assert sources
     forbidden = re.compile(r"^\s*(from|import)\s+(mdm|api)\b", re.MULTILINE)
     assert not any(forbidden.search(s) for s in sources)
+
+
+def test_floor_m_raises_vetoes_and_keeps_fixed_levels() -> None:
+    from mdm.matching.train import floor_m
+
+    settings = {
+        "comparisons": [
+            {
+                "comparison_levels": [
+                    {"is_null_level": True},
+                    {"m_probability": 0.9, "u_probability": 0.01},
+                    {"m_probability": 0.1, "u_probability": 0.2},
+                    {"m_probability": 1e-92, "u_probability": 0.79},
+                ]
+            },
+            {
+                "comparison_levels": [
+                    {"m_probability": 0.6, "u_probability": 0.1},
+                    {"m_probability": 1.0, "u_probability": 1.0, "fix_m_probability": True},
+                ]
+            },
+        ]
+    }
+    out = floor_m(settings, 0.01)
+    first = [lv.get("m_probability") for lv in out["comparisons"][0]["comparison_levels"]]
+    assert first[0] is None
+    assert sum(first[1:]) == pytest.approx(1.0)
+    assert min(first[1:]) == pytest.approx(0.01 / 1.01)
+    assert first[1] > first[2] > first[3]
+    second = out["comparisons"][1]["comparison_levels"]
+    assert second[1]["m_probability"] == 1.0
+    assert second[0]["m_probability"] == pytest.approx(0.6)
+    assert settings["comparisons"][0]["comparison_levels"][3]["m_probability"] == 1e-92

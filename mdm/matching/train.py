@@ -130,6 +130,31 @@ def decontaminate_u(settings: dict[str, Any], u_floor: float) -> dict[str, Any]:
     return out
 
 
+def floor_m(settings: dict[str, Any], m_floor: float) -> dict[str, Any]:
+    """Raise every m below `m_floor` to it and renormalize each comparison's m to sum to 1.
+
+    A regularizing prior, not a fit: EM drives the m of rare disagreement levels towards 0 on small
+    data (seen: 1e-92 for "address different"), which turns one disagreeing field into a veto.
+    """
+    out = json.loads(json.dumps(settings))
+    for comparison in out["comparisons"]:
+        levels = [
+            lv
+            for lv in comparison["comparison_levels"]
+            if not lv.get("is_null_level")
+            and not lv.get("fix_m_probability")
+            and lv.get("m_probability") is not None
+        ]
+        if not levels:
+            continue
+        mass = sum(float(lv["m_probability"]) for lv in levels)
+        raised = [max(float(lv["m_probability"]), m_floor) for lv in levels]
+        total = sum(raised) / mass
+        for lv, m in zip(levels, raised, strict=True):
+            lv["m_probability"] = m / total
+    return out
+
+
 def train(
     records: pl.DataFrame, ruleset: RuleSet, seed: int = 42, version: str | None = None
 ) -> TrainedModel:
@@ -149,6 +174,7 @@ def train(
         raise MatchingError("no EM training rule finds record pairs: too little data to train a model")
     for rule in usable:
         linker.training.estimate_parameters_using_expectation_maximisation(to_blocking_rule(rule))
-    settings = decontaminate_u(linker.misc.save_model_to_json(), u_floor=1.0 / t.u_max_pairs)
+    settings = floor_m(linker.misc.save_model_to_json(), t.m_floor)
+    settings = decontaminate_u(settings, u_floor=1.0 / t.u_max_pairs)
     settings.pop("linker_uid", None)  # random per linker: would make identical models look different
     return TrainedModel(ruleset, settings, version or data_version(records), seed)
