@@ -52,6 +52,10 @@ def mask(value: object) -> str:
     return re.sub(r"[0-9０-９Xx*\-\s]{7,}", lambda m: mask_id(re.sub(r"[\s\-]", "", m.group(0))), text)
 
 
+def _as_is(value: str | None) -> str:
+    return value or ""
+
+
 #: Golden attribute -> masker; attributes not listed are shown as they are.
 GOLDEN_MASKS = {
     "name": mask_name,
@@ -67,11 +71,11 @@ def mask_golden(attributes: dict[str, object]) -> dict[str, object]:
     """A golden record's attributes with every identifier masked (multi-valued ones value by value)."""
     out: dict[str, object] = {}
     for name, value in attributes.items():
-        masker = GOLDEN_MASKS.get(name)
-        if masker is None:
+        masker = GOLDEN_MASKS.get(name, _as_is)
+        if isinstance(value, list):
+            out[name] = [masker(str(v.get("value")) if isinstance(v, dict) else str(v)) for v in value]
+        elif masker is _as_is:
             out[name] = value
-        elif isinstance(value, list):
-            out[name] = [masker(v.get("value") if isinstance(v, dict) else str(v)) for v in value]
         else:
             out[name] = masker(None if value is None else str(value))
     return out

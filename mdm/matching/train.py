@@ -172,8 +172,17 @@ def train(
         log.warning("EM rules finding no record pairs in this data were skipped: %s", skipped)
     if not usable:
         raise MatchingError("no EM training rule finds record pairs: too little data to train a model")
+    trained = 0
     for rule in usable:
-        linker.training.estimate_parameters_using_expectation_maximisation(to_blocking_rule(rule))
+        lam = linker._settings_obj._probability_two_random_records_match
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(to_blocking_rule(rule))
+            trained += 1
+        except ValueError as exc:
+            linker._settings_obj._probability_two_random_records_match = lam
+            log.warning("EM on %s did not converge on this data (%s); skipped", rule.columns, exc)
+    if not trained:
+        raise MatchingError("EM training failed on every rule: too little data to train a model")
     settings = floor_m(linker.misc.save_model_to_json(), t.m_floor)
     settings = decontaminate_u(settings, u_floor=1.0 / t.u_max_pairs)
     settings.pop("linker_uid", None)  # random per linker: would make identical models look different
