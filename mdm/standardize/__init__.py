@@ -1,0 +1,1 @@
+"""Standardization of raw canonical records (see :mod:`mdm.standardize.pipeline`)."""
