@@ -10,6 +10,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from mdm.compliance.cli import register as register_compliance
 from mdm.config import load_sources
 from mdm.erasure_cli import erase_app
 from mdm.errors import MdmError
@@ -41,7 +42,9 @@ def fail(exc: MdmError) -> None:
 
 def show(frame: pl.DataFrame) -> None:
     """Print a frame as a plain table."""
-    with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_width_chars=300, tbl_hide_dataframe_shape=True
+    ):
         typer.echo(str(frame))
 
 
@@ -61,6 +64,10 @@ def sources(config: ConfigOption = None, db: DbOption = DEFAULT_DB) -> None:
             "encoding": c.encoding,
             "trust": c.trust_rank,
             "extract": c.extract,
+            "basis": c.legal_basis or "MISSING",
+            "retention_days": c.retention_period_days,
+            "cross_border": c.cross_border,
+            "owner": c.data_owner,
         }
         for c in cfgs.values()
     ]
@@ -155,6 +162,7 @@ export_app = typer.Typer(
 )
 app.add_typer(export_app, name="export")
 app.add_typer(erase_app, name="erase")
+register_compliance(app)
 
 
 @app.command()

@@ -10,10 +10,24 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mdm.errors import MdmError
 from mdm.schema import RAW_FIELDS
+
+#: Lawful bases of PIPL art. 13 (consent of art. 13(1) includes separate consent where art. 23/29/39 need it).
+LegalBasis = Literal[
+    "consent",  # 13(1) the individual's consent
+    "contract",  # 13(2) necessary to conclude or perform a contract the individual is party to
+    "hr_management",  # 13(2) human-resources management under labour rules
+    "legal_obligation",  # 13(3) statutory duties or obligations (e.g. AML customer due diligence)
+    "vital_interests",  # 13(4) public-health emergency, or protecting life, health and property
+    "public_interest",  # 13(5) news reporting and supervision by public opinion in the public interest
+    "public_information",  # 13(6) information the individual disclosed or otherwise lawfully disclosed
+    "other_law",  # 13(7) other circumstances laws and administrative regulations provide
+]
+#: Declaration fields a source must carry before it may be ingested.
+LEGAL_FIELDS: tuple[str, ...] = ("legal_basis", "proof_ref", "purpose", "retention", "data_owner")
 
 Format = Literal["excel", "mbox", "eml", "vcard", "outlook_csv", "fixed_width", "delimited", "jsonl"]
 DEFAULT_CONFIG_DIR = Path(__file__).parent / "config" / "sources"
@@ -45,6 +59,37 @@ class SourceConfig(BaseModel):
     extract: Literal["full", "delta"] = "full"
     options: dict[str, object] = Field(default_factory=dict, description="reader-specific settings")
     layout: list[FixedWidthField] | None = None
+    legal_basis: LegalBasis | None = Field(default=None, description="PIPL art. 13 basis of collection")
+    proof_ref: str | None = Field(default=None, description="where the proof is filed (document ID)")
+    purpose: str | None = Field(default=None, description="purpose of processing, as told to the person")
+    retention_days: int | None = Field(default=None, gt=0, description="retention period in days")
+    retention_years: int | None = Field(default=None, gt=0, le=100, description="or in whole years")
+    cross_border: bool = Field(default=False, description="data leaves the mainland (PIPL ch. III)")
+    data_owner: str | None = Field(default=None, description="accountable department or role")
+
+    @model_validator(mode="after")
+    def _one_retention(self) -> SourceConfig:
+        if self.retention_days is not None and self.retention_years is not None:
+            raise ValueError("give retention_days or retention_years, not both")
+        return self
+
+    @property
+    def retention_period_days(self) -> int | None:
+        """Retention in days (years count 365 days each); None when not declared."""
+        if self.retention_days is not None:
+            return self.retention_days
+        return None if self.retention_years is None else self.retention_years * 365
+
+    def missing_legal_fields(self) -> list[str]:
+        """Names of the legal declaration fields (``LEGAL_FIELDS``) this source leaves empty."""
+        present = {
+            "legal_basis": self.legal_basis is not None,
+            "proof_ref": bool(self.proof_ref and self.proof_ref.strip()),
+            "purpose": bool(self.purpose and self.purpose.strip()),
+            "retention": self.retention_period_days is not None,
+            "data_owner": bool(self.data_owner and self.data_owner.strip()),
+        }
+        return [name for name in LEGAL_FIELDS if not present[name]]
 
     @field_validator("columns")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from mdm.compliance.legal import check_legal_basis, declaration
 from mdm.config import SourceConfig
 from mdm.errors import MdmError, RowReject, SourceError
 from mdm.schema import RAW_SCALAR_FIELDS, RAW_SCHEMA
@@ -151,10 +152,14 @@ def ingest_paths(
     sources: dict[str, SourceConfig],
     source: str | None = None,
 ) -> tuple[list[BatchResult], list[Path]]:
-    """Ingest every file found under ``paths``: one batch per source, each in its own transaction."""
+    """Ingest every file found under ``paths``: one batch per source, each in its own transaction.
+
+    A source without a legal declaration (PIPL art. 13) refuses the whole ingest before anything is read.
+    """
     found, unclaimed = discover(paths, sources, source)
     if not found:
         raise MdmError(f"no file under {', '.join(map(str, paths))} matches a configured source")
+    check_legal_basis(sources[name] for name in found)
     reads = [read_source(sources[name], files) for name, files in sorted(found.items())]
     results = []
     for read in reads:
@@ -168,6 +173,7 @@ def ingest_paths(
                 extract_kind=read.cfg.extract,
                 extract_date=read.meta.get("extract_date"),
                 trust_rank=read.cfg.trust_rank,
+                legal_basis=declaration(read.cfg),
             )
         )
     return results, unclaimed

@@ -45,6 +45,7 @@ DDL: list[str] = [
     n_read BIGINT, n_new BIGINT, n_changed BIGINT, n_unchanged BIGINT,
     n_ended BIGINT, n_rejected BIGINT
 )""",
+    "ALTER TABLE batches ADD COLUMN IF NOT EXISTS legal_basis VARCHAR",
     """CREATE TABLE IF NOT EXISTS record_keys (
     rid BIGINT PRIMARY KEY,
     source VARCHAR NOT NULL,

@@ -13,6 +13,7 @@ import polars as pl
 
 from mdm.errors import MdmError, RowReject
 from mdm.schema import FLAGS, RAW_FIELDS
+from mdm.store.compliance_repo import COMPLIANCE_DDL, ComplianceRepo
 from mdm.store.connection import open_database
 from mdm.store.erasure_repo import ERASURE_DDL, ErasureRepo
 from mdm.store.golden_repo import GOLDEN_DDL, GoldenRepo
@@ -48,7 +49,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Store(GoldenRepo, MatchRepo, ErasureRepo):
+class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo):
     """DuckDB-backed store of source records, batches and everything derived from them."""
 
     def __init__(self, path: Path | str, key: str | None = None, read_only: bool = False) -> None:
@@ -72,7 +73,7 @@ class Store(GoldenRepo, MatchRepo, ErasureRepo):
 
     def _migrate(self) -> None:
         with self.transaction():
-            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL:
+            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL + COMPLIANCE_DDL:
                 self.con.execute(stmt)
 
     @contextmanager
@@ -109,11 +110,13 @@ class Store(GoldenRepo, MatchRepo, ErasureRepo):
         extract_kind: str = "full",
         extract_date: str | None = None,
         trust_rank: int | None = None,
+        legal_basis: str | None = None,
     ) -> BatchResult:
         """Store one source's standardized records as a batch, in one transaction.
 
         Records are versioned by content hash: an unchanged record adds nothing, a changed one a new
         version. For a full extract, records of the source missing from it are end-dated.
+        ``legal_basis`` is the source's legal declaration in force (JSON), kept as the batch's lineage.
         """
         records, erased = self.filter_erased(records, source)
         rejects = [*rejects, *erased]
@@ -132,8 +135,17 @@ class Store(GoldenRepo, MatchRepo, ErasureRepo):
             batch_id = con.execute("SELECT nextval('batch_seq')").fetchone()[0]  # type: ignore[index]
             con.execute(
                 """INSERT INTO batches (batch_id, source, files, file_sha256, extract_kind, extract_date,
-                   trust_rank, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, now())""",
-                [batch_id, source, [str(p) for p in files], hashes, extract_kind, extract_date, trust_rank],
+                   trust_rank, started_at, legal_basis) VALUES (?, ?, ?, ?, ?, ?, ?, now(), ?)""",
+                [
+                    batch_id,
+                    source,
+                    [str(p) for p in files],
+                    hashes,
+                    extract_kind,
+                    extract_date,
+                    trust_rank,
+                    legal_basis,
+                ],
             )
             con.register("incoming_raw", incoming.to_arrow())
             raw_struct = ", ".join(f"'{f}': \"{f}\"" for f in RAW_FIELDS)
