@@ -24,7 +24,7 @@ def dataset(size: str) -> Path:
 
     folder = OUT / "data" / f"ingest-{size}"
     if not (folder / "truth.csv").exists():
-        persons = max(SIZES[size] // 2, 100)
+        persons = max(SIZES[size], 100)  # two kinds give about 1.03 records per person
         generate(folder, persons=persons, seed=11, kinds=list(KINDS))
     return folder
 
