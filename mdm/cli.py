@@ -10,6 +10,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from api.cli import api_app
 from mdm.compliance.cli import register as register_compliance
 from mdm.config import load_sources
 from mdm.erasure_cli import erase_app
@@ -163,6 +164,7 @@ export_app = typer.Typer(
 app.add_typer(export_app, name="export")
 app.add_typer(erase_app, name="erase")
 register_compliance(app)
+app.add_typer(api_app)
 
 
 @app.command()

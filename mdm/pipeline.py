@@ -113,4 +113,5 @@ def run_batch(store: Store, model_path: Path | None = None, ruleset: str = "pers
         store.finish_run(run_id, "failed", {}, type(exc).__name__)
         raise
     store.finish_run(run_id, "succeeded", summary.counts, None)
+    store.refresh_hmac_index()
     return summary

@@ -13,6 +13,7 @@ import polars as pl
 
 from mdm.errors import MdmError, RowReject
 from mdm.schema import FLAGS, RAW_FIELDS
+from mdm.store.api_repo import API_DDL, ApiRepo
 from mdm.store.compliance_repo import COMPLIANCE_DDL, ComplianceRepo
 from mdm.store.connection import open_database
 from mdm.store.erasure_repo import ERASURE_DDL, ErasureRepo
@@ -49,7 +50,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo):
+class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo, ApiRepo):
     """DuckDB-backed store of source records, batches and everything derived from them."""
 
     def __init__(self, path: Path | str, key: str | None = None, read_only: bool = False) -> None:
@@ -73,7 +74,7 @@ class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo):
 
     def _migrate(self) -> None:
         with self.transaction():
-            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL + COMPLIANCE_DDL:
+            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL + COMPLIANCE_DDL + API_DDL:
                 self.con.execute(stmt)
 
     @contextmanager

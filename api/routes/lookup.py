@@ -1,0 +1,188 @@
+"""Read endpoints: cross-reference, golden records, identifier search, change feed, aggregates."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from api.auth import Principal
+from api.deps import ApiContext, audit, context, require
+from api.errors import ApiError
+from api.models import (
+    CUSTOMER_PATTERN,
+    SOURCE_PATTERN,
+    CustomerOut,
+    EventsOut,
+    SearchOut,
+    StatsOut,
+    XrefOut,
+)
+from api.policy import golden_view, mask_field
+from mdm.privacy import mask
+from mdm.store.api_repo import INDEX_KINDS, index_digest
+
+log = logging.getLogger("mdm.api")
+router = APIRouter(prefix="/v1")
+
+Ctx = Annotated[ApiContext, Depends(context)]
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """A timestamp in UTC (naive ones are taken as UTC), clamped to 1900..2200 (no record is older)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return min(max(aware, _EARLIEST), _LATEST).astimezone(UTC)
+
+
+@router.get("/xref/{source}/{source_key}", response_model=XrefOut, summary="Customer ID of a source record")
+def get_xref(
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require("xref"))],
+    source: Annotated[str, Path(pattern=SOURCE_PATTERN)],
+    source_key: Annotated[str, Path(min_length=1, max_length=128)],
+    as_of: Annotated[datetime | None, Query(description="Owner at this time (history).")] = None,
+    run: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Owner after this run.")] = None,
+) -> XrefOut:
+    """The record's current customer ID, or the one it had at ``as_of`` or after run ``run``."""
+    store = ctx.view()
+    if as_of is not None and run is not None:
+        raise ApiError(422, "invalid_request", "give at most one of as_of and run")
+    if as_of is None and run is None:
+        found = store.xref_current(source, source_key)
+        if found is None:
+            raise ApiError(404, "not_found", "no current cross-reference for this record")
+        return XrefOut(
+            source=source,
+            source_key=source_key,
+            customer_id=found["customer_id"],
+            valid_from_run=found["valid_from_run"],
+        )
+    at = _aware(as_of) if as_of is not None else None
+    owner = store.xref_as_of(source, source_key, run_id=run, at=at)
+    if owner is None:
+        raise ApiError(404, "not_found", "the record had no customer then")
+    return XrefOut(source=source, source_key=source_key, customer_id=owner, as_of=at, run=run)
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerOut, summary="Golden record with lineage")
+def get_customer(
+    request: Request,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require("customer"))],
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_PATTERN)],
+    unmask: Annotated[bool, Query(description="Plain C2 values (steward only; needs a reason).")] = False,
+    reason: Annotated[str | None, Query(max_length=500, description="Why the values are unmasked.")] = None,
+) -> CustomerOut:
+    """The golden record as the caller's role may see it; a retired ID answers with its successor."""
+    if unmask:
+        if not ctx.policy.may_unmask(who.role):
+            audit(ctx, request, who, "denied", target=customer_id, detail="unmask", status=403)
+            raise ApiError(403, "forbidden", f"role {who.role} may not unmask")
+        if len((reason or "").strip()) < ctx.policy.limits.reason_min_chars:
+            raise ApiError(422, "invalid_request", "reason: unmasking needs a reason")
+    doc = ctx.view().customer(customer_id)
+    if doc is None:
+        raise ApiError(404, "not_found", "no such customer")
+    attributes, shown = golden_view(ctx.policy, who.role, doc["attributes"], unmask)
+    visible = {f"{name}_lineage" for name in attributes}
+    lineage = {k: v for k, v in (doc["lineage"] or {}).items() if k in visible}
+    view: Literal["masked", "plain"] = "plain" if unmask else "masked"
+    audit(
+        ctx,
+        request,
+        who,
+        "customer.unmask" if unmask else "customer.read",
+        target=doc["customer_id"],
+        fields=shown,
+        view=view,
+        reason=mask(reason.strip()) if unmask and reason else None,
+        status=200,
+    )
+    resolved = str(doc["customer_id"])
+    return CustomerOut(
+        requested_id=customer_id,
+        customer_id=resolved,
+        merged_into=resolved if resolved != customer_id else None,
+        status=str(doc["status"]),
+        version=doc.get("version"),
+        run_id=doc.get("run_id"),
+        view=view,
+        attributes=attributes,
+        lineage=lineage,
+        records=doc["records"],
+    )
+
+
+def _normalized(kind: str, value: str) -> str | None:
+    """An identifier normalized as the batch standardizes it (the form the index was built from)."""
+    from mdm.standardize.pipeline import standardize_one
+
+    inputs: dict[str, dict[str, Any]] = {
+        "mobile": {"mobile": [value]},
+        "id_number": {"id_number": value},
+        "name": {"name": value},
+    }
+    raw = inputs[kind]
+    try:
+        std = standardize_one(raw)
+    except Exception as exc:
+        log.warning("search value of %s not standardized: %s", kind, type(exc).__name__)
+        return None
+    found: Any = std.get(INDEX_KINDS[kind])
+    if kind == "mobile":
+        found = found[0] if found else None
+    if kind == "name":
+        found = found or value.strip()
+    return str(found) if found else None
+
+
+@router.get("/customers", response_model=SearchOut, summary="Exact identifier search (keyed HMAC index)")
+def search_customers(
+    request: Request,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require("search"))],
+    name: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    mobile: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    id_number: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SearchOut:
+    """Live customers with a record matching every identifier given, looked up by keyed HMAC."""
+    given = {k: v for k, v in {"name": name, "mobile": mobile, "id_number": id_number}.items() if v}
+    if not given:
+        raise ApiError(422, "invalid_request", "give at least one of name, mobile, id_number")
+    key = ctx.view().api_secret("index")
+    digests: dict[str, str] = {}
+    for kind, value in given.items():
+        norm = _normalized(kind, value)
+        if norm is None:
+            raise ApiError(422, "invalid_request", f"{kind}: not a recognizable value")
+        digests[kind] = index_digest(key, kind, norm)
+    found = ctx.view().customers_by_digests(digests, limit)
+    masked = ", ".join(f"{k}={mask_field(ctx.policy, k, v)}" for k, v in given.items())
+    audit(
+        ctx, request, who, "customer.search", target=masked, fields=sorted(given), view="masked", status=200
+    )
+    return SearchOut(customer_ids=found, count=len(found))
+
+
+@router.get("/events", response_model=EventsOut, summary="Change feed")
+def get_events(
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require("events"))],
+    after: Annotated[int, Query(ge=0, le=2**62, description="Cursor: the last event_id seen.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventsOut:
+    """Events (created, merged_into, split_from, record_moved, ...) after the cursor, oldest first."""
+    page = ctx.view().events_page(after, limit)
+    events = page.to_dicts()
+    return EventsOut(events=events, next_cursor=int(events[-1]["event_id"]) if events else after)  # type: ignore[arg-type]
+
+
+@router.get("/stats", response_model=StatsOut, summary="Aggregates")
+def get_stats(ctx: Ctx, who: Annotated[Principal, Depends(require("stats"))]) -> StatsOut:
+    """Counts of customers and records (no personal values)."""
+    return StatsOut(**ctx.view().api_stats())

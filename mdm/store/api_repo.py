@@ -1,0 +1,359 @@
+"""Persistence of the HTTP API: API keys, the hash-chained audit log and the keyed-HMAC identifier index.
+
+A mixin of ``Store``. No table here holds a plaintext C2 value: keys are stored as salted, peppered
+HMACs; audit rows hold masked values; the identifier index holds HMAC-SHA256 digests of normalized
+identifiers. HMAC is computed in SQL (``sha256(opad || sha256(ipad || message))``) so the index is
+built and the audit chain verified without a Python loop over rows; the Python side (``hmac`` module)
+computes the same digests for single values.
+
+Secrets: ``MDM_AUDIT_KEY`` (audit chain), ``MDM_INDEX_KEY`` (identifier index) and ``MDM_APIKEY_PEPPER``
+(API key hashes) from the environment; each missing one is derived from a random master secret kept in
+``<db>.api.key`` (mode 0600) next to the database file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import duckdb
+import polars as pl
+
+from mdm.errors import MdmError
+from mdm.store.connection import DB_ALIAS
+
+API_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    salt VARCHAR NOT NULL,
+    digest VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    last_used_at TIMESTAMPTZ,
+    revoked_at TIMESTAMPTZ
+)""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    logged_at TIMESTAMPTZ NOT NULL,
+    request_id VARCHAR,
+    key_id VARCHAR,
+    actor VARCHAR,
+    role VARCHAR,
+    action VARCHAR NOT NULL,
+    target VARCHAR,
+    fields VARCHAR,
+    view VARCHAR,
+    reason VARCHAR,
+    status INTEGER,
+    detail VARCHAR,
+    prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS hmac_index (
+    kind VARCHAR NOT NULL,
+    digest VARCHAR NOT NULL,
+    rid BIGINT NOT NULL,
+    version INTEGER NOT NULL
+)""",
+]
+
+#: Audit columns covered by the chain hash, in payload order (seq, at and prev_hash are added around them).
+AUDIT_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "key_id",
+    "actor",
+    "role",
+    "action",
+    "target",
+    "fields",
+    "view",
+    "reason",
+    "status",
+    "detail",
+)
+GENESIS = "genesis"
+_NULL = "\u2205"
+#: Identifier kinds of the HMAC index and the standardized column each one indexes.
+INDEX_KINDS: dict[str, str] = {"mobile": "mobiles", "id_number": "id_number_std", "name": "name_simplified"}
+
+_PAYLOAD = (
+    "concat_ws(chr(31), CAST(seq AS VARCHAR), CAST(epoch_us(logged_at) AS VARCHAR), "
+    + ", ".join(f"coalesce(CAST({c} AS VARCHAR), '{_NULL}')" for c in AUDIT_FIELDS)
+    + ", prev_hash)"
+)
+
+
+def sql_hmac(message_sql: str) -> str:
+    """SQL expression: hex HMAC-SHA256 of ``message_sql`` with the pads bound as parameters $opad/$ipad."""
+    return f"sha256($opad::BLOB || unhex(sha256($ipad::BLOB || encode({message_sql}))))"
+
+
+def hmac_pads(key: bytes) -> dict[str, bytes]:
+    """The outer and inner HMAC-SHA256 pads of ``key`` (parameters of :func:`sql_hmac`)."""
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    return {"opad": bytes(b ^ 0x5C for b in block), "ipad": bytes(b ^ 0x36 for b in block)}
+
+
+def index_digest(key: bytes, kind: str, value: str) -> str:
+    """The index digest of one normalized identifier (same as the SQL side computes)."""
+    return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+
+_ENV = {"audit": "MDM_AUDIT_KEY", "index": "MDM_INDEX_KEY", "pepper": "MDM_APIKEY_PEPPER"}
+
+
+class ApiRepo:
+    """Store methods of the HTTP API (keys, audit, identifier index, point reads)."""
+
+    con: duckdb.DuckDBPyConnection
+    path: Path
+
+    if TYPE_CHECKING:
+
+        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+        def query(
+            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
+        ) -> pl.DataFrame: ...
+
+    # ----- schema, secrets, threads ---------------------------------------------------
+
+    def ensure_api_schema(self) -> None:
+        """Create the API tables if missing (idempotent; the store's migration runs the same DDL)."""
+        with self.transaction() as con:
+            for stmt in API_DDL:
+                con.execute(stmt)
+
+    def api_secret(self, purpose: str) -> bytes:
+        """The key of ``purpose`` (audit | index | pepper): env variable, else derived from ``<db>.api.key``."""
+        configured = os.environ.get(_ENV[purpose])
+        if configured:
+            return hashlib.sha256(f"mdm-{purpose}:{configured}".encode()).digest()
+        master_file = self.path.with_name(self.path.name + ".api.key")
+        if not master_file.exists():
+            fd = os.open(master_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        master = master_file.read_text().strip()
+        return hmac.new(bytes.fromhex(master), f"mdm-{purpose}".encode(), hashlib.sha256).digest()
+
+    def thread_view(self) -> Self:
+        """A copy of this store on its own cursor: one per thread, reads see the last committed snapshot."""
+        view = copy.copy(self)
+        view.con = self.con.cursor()
+        view.con.execute(f"USE {DB_ALIAS}")
+        view._in_tx = False  # type: ignore[attr-defined]
+        return view
+
+    # ----- API keys ----------------------------------------------------------------------
+
+    def add_api_key(self, key_id: str, name: str, role: str, salt: str, digest: str, created_by: str) -> None:
+        """Store a new key's salted, peppered digest (the key itself is never stored)."""
+        with self.transaction() as con:
+            con.execute(
+                """INSERT INTO api_keys (key_id, name, role, salt, digest, created_by, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, now())""",
+                [key_id, name, role, salt, digest, created_by],
+            )
+
+    def api_key(self, key_id: str) -> dict[str, Any] | None:
+        """One active key's role, name, salt and digest; None when unknown or revoked."""
+        row = self.con.execute(
+            "SELECT key_id, name, role, salt, digest FROM api_keys WHERE key_id = ? AND revoked_at IS NULL",
+            [key_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("key_id", "name", "role", "salt", "digest"), row, strict=True))
+
+    def api_keys(self) -> pl.DataFrame:
+        """Every key without its digest: id, name, role, created, last used, revoked."""
+        return self.query(
+            """SELECT key_id, name, role, created_by, created_at, last_used_at, revoked_at
+            FROM api_keys ORDER BY created_at, key_id"""
+        )
+
+    def touch_api_keys(self, key_ids: Sequence[str]) -> None:
+        """Stamp keys as used now (the server batches these stamps)."""
+        if key_ids:
+            with self.transaction() as con:
+                con.execute(
+                    "UPDATE api_keys SET last_used_at = now() WHERE list_contains(?, key_id)", [list(key_ids)]
+                )
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key; False when it was unknown or already revoked."""
+        with self.transaction() as con:
+            done = con.execute(
+                """UPDATE api_keys SET revoked_at = now() WHERE key_id = ? AND revoked_at IS NULL
+                RETURNING key_id""",
+                [key_id],
+            ).fetchall()
+        return bool(done)
+
+    # ----- audit log ---------------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        action: str,
+        user: str | None = None,
+        key_id: str | None = None,
+        role: str | None = None,
+        target: str | None = None,
+        fields: str | None = None,
+        view: str | None = None,
+        reason: str | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+        request_id: str | None = None,
+    ) -> int:
+        """Append one entry to the hash-chained audit log and return its sequence number.
+
+        Callers pass masked values only. The entry's hash is HMAC(audit key, payload) where the payload
+        holds every column and the previous entry's hash; a failure raises and the caller's operation fails.
+        """
+        values = {
+            "request_id": request_id,
+            "key_id": key_id or (f"cli:{user}" if user else None),
+            "actor": user,
+            "role": role,
+            "action": action,
+            "target": target,
+            "fields": fields,
+            "view": view,
+            "reason": reason,
+            "status": status,
+            "detail": detail,
+        }
+        cols = ", ".join(AUDIT_FIELDS)
+        binds = ", ".join(f"${c} AS {c}" for c in AUDIT_FIELDS)
+        params: dict[str, object] = {**values, **hmac_pads(self.api_secret("audit"))}
+        with self.transaction() as con:
+            row = con.execute(
+                f"""INSERT INTO audit_log (seq, logged_at, {cols}, prev_hash, hash)
+                WITH tail AS (SELECT coalesce(max(seq), 0) AS seq FROM audit_log),
+                v AS (SELECT t.seq + 1 AS seq, now() AS logged_at, {binds},
+                    coalesce((SELECT hash FROM audit_log a WHERE a.seq = t.seq), '{GENESIS}') AS prev_hash
+                    FROM tail t)
+                SELECT seq, logged_at, {cols}, prev_hash, {sql_hmac(_PAYLOAD)} FROM v
+                RETURNING seq""",
+                params,
+            ).fetchone()
+        if row is None:
+            raise MdmError("audit entry was not written")
+        return int(row[0])
+
+    def audit_entries(self, after: int = 0, limit: int = 100) -> pl.DataFrame:
+        """Audit entries with ``seq > after``, oldest first, at most ``limit``."""
+        return self.query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
+
+    def verify_audit(self) -> dict[str, Any]:
+        """Recompute every entry's keyed hash and chain link; report the first broken entry (None: intact)."""
+        params = hmac_pads(self.api_secret("audit"))
+        row = self.con.execute(
+            f"""WITH c AS (
+                SELECT seq, hash, prev_hash, {sql_hmac(_PAYLOAD)} AS expected,
+                    lag(hash, 1, '{GENESIS}') OVER (ORDER BY seq) AS prev_actual,
+                    lag(seq, 1, 0) OVER (ORDER BY seq) AS prev_seq
+                FROM audit_log)
+            SELECT count(*), coalesce(max(seq), 0),
+                min(seq) FILTER (WHERE hash <> expected OR prev_hash <> prev_actual OR seq <> prev_seq + 1)
+            FROM c""",
+            params,
+        ).fetchone()
+        entries, last, broken = row if row else (0, 0, None)
+        return {
+            "entries": int(entries),
+            "verified_to": int(broken) - 1 if broken is not None else int(last),
+            "first_broken": None if broken is None else int(broken),
+        }
+
+    # ----- identifier index --------------------------------------------------------------
+
+    def refresh_hmac_index(self) -> dict[str, int]:
+        """Bring the keyed-HMAC index in line with the processable records (incremental, in SQL)."""
+        parts = " UNION ALL ".join(
+            f"SELECT rid, version, '{kind}' AS kind, "
+            + (f"unnest({col})" if kind == "mobile" else f"coalesce({col}, name)" if kind == "name" else col)
+            + " AS value FROM processable_records"
+            for kind, col in INDEX_KINDS.items()
+        )
+        params = hmac_pads(self.api_secret("index"))
+        with self.transaction() as con:
+            (removed,) = con.execute(
+                """DELETE FROM hmac_index WHERE NOT EXISTS (SELECT 1 FROM processable_records c
+                WHERE c.rid = hmac_index.rid AND c.version = hmac_index.version)"""
+            ).fetchone()  # type: ignore[misc]
+            (added,) = con.execute(
+                f"""INSERT INTO hmac_index
+                SELECT DISTINCT kind, {sql_hmac("kind || chr(31) || value")}, rid, version
+                FROM ({parts}) v
+                WHERE value IS NOT NULL AND trim(value) <> '' AND NOT EXISTS (
+                    SELECT 1 FROM hmac_index h WHERE h.rid = v.rid AND h.version = v.version)""",
+                params,
+            ).fetchone()  # type: ignore[misc]
+        return {"removed": int(removed), "added": int(added)}
+
+    def customers_by_digests(self, digests: dict[str, str], limit: int = 50) -> list[str]:
+        """Live customer IDs holding a record that matches every given (kind -> digest), smallest first."""
+        if not digests:
+            return []
+        conds = " INTERSECT ".join(
+            "SELECT rid FROM hmac_index WHERE kind = ? AND digest = ?" for _ in digests
+        )
+        params: list[object] = [v for pair in digests.items() for v in pair]
+        rows = self.con.execute(
+            f"""SELECT DISTINCT x.customer_id FROM ({conds}) h
+            JOIN xref x ON x.rid = h.rid AND x.valid_to_run IS NULL ORDER BY 1 LIMIT ?""",
+            [*params, limit],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # ----- point reads -------------------------------------------------------------------
+
+    def xref_current(self, source: str, source_key: str) -> dict[str, Any] | None:
+        """A record's open cross-reference interval (customer_id, rid, valid_from_run, valid_from)."""
+        row = self.con.execute(
+            """SELECT customer_id, rid, valid_from_run, valid_from FROM xref
+            WHERE source = ? AND source_key = ? AND valid_to_run IS NULL""",
+            [source, source_key],
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("customer_id", "rid", "valid_from_run", "valid_from"), row, strict=True))
+
+    def events_page(self, after: int = 0, limit: int = 100) -> pl.DataFrame:
+        """ID events with ``event_id > after``, oldest first, at most ``limit`` (the change feed page)."""
+        return self.query(
+            """SELECT event_id, run_id, kind, customer_id, related_id, source, source_key, reason, event_at
+            FROM id_events WHERE event_id > ? ORDER BY event_id LIMIT ?""",
+            [after, limit],
+        )
+
+    def api_stats(self) -> dict[str, Any]:
+        """Aggregates for analysts: customers per status, current records per source, last run."""
+        status = dict(self.con.execute("SELECT status, count(*) FROM customers GROUP BY ALL").fetchall())
+        sources = dict(
+            self.con.execute("SELECT source, count(*) FROM processable_records GROUP BY ALL").fetchall()
+        )
+        last = self.con.execute("SELECT max(run_id) FROM runs WHERE status = 'succeeded'").fetchone()
+        return {
+            "customers_by_status": {str(k): int(v) for k, v in status.items()},
+            "records_by_source": {str(k): int(v) for k, v in sources.items()},
+            "last_run": None if not last or last[0] is None else int(last[0]),
+        }
+
+    def ping(self) -> bool:
+        """True when the database answers a query."""
+        return self.con.execute("SELECT count(*) FROM customers").fetchone() is not None
