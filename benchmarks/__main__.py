@@ -1,0 +1,101 @@
+"""``python -m benchmarks quality|speed [--suite NAME] [--size 100k|1m] [--smoke]``.
+
+Runs a suite, writes one JSON result under bench_out/results (machine, versions, git commit, every
+figure) and a Markdown + HTML report under bench_out/reports, and prints a short summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import SIZES, write_result
+from benchmarks.report import write_report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("kind", choices=["quality", "speed"])
+    parser.add_argument("--suite", action="append", help="quality suite to run (repeatable; default all)")
+    parser.add_argument("--size", default="100k", help="speed: 100k, 1m or both as 100k,1m")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks the harness, not the figures"
+    )
+    parser.add_argument(
+        "--splink-mem-gb", type=float, default=12.0, help="speed: memory cap for plain Splink"
+    )
+    parser.add_argument(
+        "--splink-timeout", type=float, default=300.0, help="speed: time limit for plain Splink"
+    )
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """Run the chosen suite; returns the result JSON, Markdown and HTML paths and the result."""
+    t0 = time.perf_counter()
+    if args.kind == "quality":
+        from benchmarks import quality
+
+        result = quality.run(args.suite, smoke=args.smoke)
+    else:
+        from benchmarks import speed
+
+        sizes = [s for s in args.size.split(",") if s]
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown:
+            raise SystemExit(f"unknown size {unknown}; known: {', '.join(SIZES)}")
+        runs = [
+            speed.run(s, args.smoke, args.splink_mem_gb, args.splink_timeout)
+            for s in sizes[: 1 if args.smoke else None]
+        ]
+        result = {**runs[0], "sizes": [size for r in runs for size in r["sizes"]]}
+    result["wall_seconds"] = time.perf_counter() - t0
+    path = write_result(args.kind + ("-smoke" if args.smoke else ""), result)
+    from json import loads
+
+    body = loads(path.read_text())
+    md, html = write_report(args.kind, body, path.stem)
+    return path, md, html, body
+
+
+def summary(kind: str, result: dict[str, Any]) -> list[str]:
+    """A few lines for the terminal."""
+    if kind == "quality":
+        lines = []
+        for s in result["suites"]:
+            figures = [
+                f"{name} F1 {run['at_threshold']['f1']:.4f} (p>={run['threshold']})"
+                for name, run in (("ours", s["ours"]), ("splink", s["splink"]))
+                if run
+            ]
+            missed = sum(not t["met"] for t in s["targets"])
+            lines.append(
+                f"{s['suite']:<16} {s['records']:>7,} rec  "
+                + ", ".join(figures)
+                + f"  targets missed: {missed}"
+            )
+        return lines
+    return [
+        f"{s['size']:<6} {s['records']:>9,} rec  whole batch {s['total_seconds']:.1f} s, peak {s['peak_mb']:.0f} MB; "
+        f"plain Splink {s['splink'].get('killed') or round(float(s['splink'].get('seconds', 0)), 1)}"
+        for s in result["sizes"]
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    args = parse_args(argv)
+    path, md, html, result = run(args)
+    for line in summary(args.kind, result):
+        print(line)
+    print(f"result: {path}\nreport: {md}\n        {html}")
+
+
+if __name__ == "__main__":
+    main()
