@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 from splink import DuckDBAPI, Linker
+from splink.internals.database_api import DatabaseAPI
 
 from matching_rules import RuleSet
 from matching_rules.compile import to_blocking_rule, to_splink_settings
@@ -100,7 +101,7 @@ def new_db_api() -> DuckDBAPI:
     return DuckDBAPI(connection=duckdb.connect())
 
 
-def new_linker(frame: pl.DataFrame, settings: Any, db_api: DuckDBAPI | None = None) -> Linker:
+def new_linker(frame: pl.DataFrame, settings: Any, db_api: DatabaseAPI[Any] | None = None) -> Linker:
     """A Splink linker over `frame`, on `db_api` or a fresh in-memory DuckDB connection."""
     table = (db_api or new_db_api()).register(frame.to_arrow(), table_name="records")
     return Linker(table, settings, log_level=logging.WARNING)
@@ -156,11 +157,18 @@ def floor_m(settings: dict[str, Any], m_floor: float) -> dict[str, Any]:
 
 
 def train(
-    records: pl.DataFrame, ruleset: RuleSet, seed: int = 42, version: str | None = None
+    records: pl.DataFrame,
+    ruleset: RuleSet,
+    seed: int = 42,
+    version: str | None = None,
+    db_api: DatabaseAPI[Any] | None = None,
 ) -> TrainedModel:
-    """Estimate the model: λ from the prior rules, u by seeded random sampling, m by EM per rule."""
+    """Estimate the model: λ from the prior rules, u by seeded random sampling, m by EM per rule.
+
+    Runs on `db_api` (default: a private in-memory DuckDB; ``mdm.engines.get_db_api("spark")`` for Spark).
+    """
     frame = matching_frame(records, ruleset)
-    linker = new_linker(frame, to_splink_settings(ruleset))
+    linker = new_linker(frame, to_splink_settings(ruleset), db_api)
     t = ruleset.training
     linker.training.estimate_probability_two_random_records_match(
         [to_blocking_rule(r) for r in t.prior_rules], recall=t.prior_recall
