@@ -178,8 +178,11 @@ def test_erase_without_hold_leaves_no_trace_in_the_file(store: ErasureStore, tmp
     tomb = store.tombstones()
     assert tomb.select("action", "customer_id", "n_records").rows() == [("erased", cid, 1)]
     assert tomb["completed_at"].is_not_null().all()
-    event = store.query("SELECT kind, actor, detail FROM id_events WHERE reason = 'erasure'").rows()
-    assert event == [("erased", "dpo", "tombstone 1")]
+    event = store.query(
+        "SELECT action, actor, target, detail FROM audit_log WHERE action LIKE 'erasure.%'"
+    ).rows()
+    assert event == [("erasure.erased", "dpo", cid, "tombstone 1")]
+    assert store.verify_audit()["first_broken"] is None
 
 
 def test_encrypted_store_is_rewritten_with_its_key(tmp_path: Path) -> None:

@@ -509,18 +509,8 @@ class ErasureRepo:
         return removed
 
     def _audit(self, action: str, customer_id: str | None, tid: int, user: str, now: datetime) -> None:
-        """An audit entry of the request: the API's audit log when present, else an ID event (no values)."""
-        audit = getattr(self, "audit", None)
-        if callable(audit):
-            audit(user=user, action=f"erasure.{action}", target=customer_id, detail=f"tombstone {tid}")
-            return
-        self.con.execute(
-            """INSERT INTO id_events (event_id, run_id, kind, customer_id, related_id, rid, source, source_key,
-                reason, actor, detail, event_at)
-            SELECT (SELECT coalesce(max(event_id), 0) + 1 FROM id_events), NULL, ?, ?, NULL, NULL, NULL, NULL,
-                'erasure', ?, ?, ?""",
-            [action, customer_id, user, f"tombstone {tid}", now],
-        )
+        """An entry in the hash-chained audit log (no values: the tombstone number only)."""
+        self.audit(user=user, action=f"erasure.{action}", target=customer_id, detail=f"tombstone {tid}")  # type: ignore[attr-defined]
 
     # ----- the file ---------------------------------------------------------------
 
