@@ -168,6 +168,8 @@ def train(
     Runs on `db_api` (default: a private in-memory DuckDB; ``mdm.engines.get_db_api("spark")`` for Spark).
     """
     frame = matching_frame(records, ruleset)
+    # DuckDB's seeded sampling repeats only on one thread: training must give the same model twice.
+    db_api = db_api or DuckDBAPI(connection=duckdb.connect(config={"threads": 1}))
     linker = new_linker(frame, to_splink_settings(ruleset), db_api)
     t = ruleset.training
     linker.training.estimate_probability_two_random_records_match(
