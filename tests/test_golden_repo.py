@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from golden_record.assign import assign_ids
-from golden_record.pipeline import run_golden
+from golden_record.pipeline import closed_scope, run_golden
 from golden_record.survivorship import build_golden, load_rules
 from mdm.errors import MdmError
 from mdm.schema import RAW_SCHEMA
@@ -207,3 +207,72 @@ def test_finish_run_status(store: Store, status: str, ok: bool) -> None:
     else:
         with pytest.raises(MdmError):
             store.finish_run(run_id, status)
+
+
+def scoped_run(store: Store, groups: list[str], touched: str) -> dict[str, int]:
+    """A scoped run over the closure of the records ``touched`` (source keys), clusters as in :func:`run`."""
+    keys = rids(store)
+    scope = closed_scope(store, [keys[k] for k in touched])
+    clusters = pl.DataFrame(
+        [(keys[k], i) for i, g in enumerate(groups) for k in g if keys[k] in scope],
+        schema={"rid": pl.Int64, "cluster_id": pl.Int64},
+        orient="row",
+    )
+    run_id = store.start_run("scoped")
+    counts = run_golden(store, clusters, run_id, scope=scope)
+    store.finish_run(run_id, "succeeded", counts)
+    return counts
+
+
+def open_rows(store: Store) -> dict[str, int]:
+    """source_key -> run that opened its current cross-reference row."""
+    return dict(store.query("SELECT source_key, valid_from_run FROM xref WHERE valid_to_run IS NULL").rows())
+
+
+@pytest.mark.parametrize(
+    ("touched", "closure"),
+    [("a", "ab"), ("b", "ab"), ("c", "c"), ("ac", "abc"), ("abcd", "abcd")],
+)
+def test_closed_scope_holds_whole_customers(store: Store, touched: str, closure: str) -> None:
+    run(store, ["ab", "c", "d"])
+    keys = rids(store)
+    assert closed_scope(store, [keys[k] for k in touched]) == sorted(keys[k] for k in closure)
+
+
+def test_scoped_run_changes_only_its_customers(store: Store) -> None:
+    run(store, ["ab", "c", "d"])
+    before, opened = owner(store), open_rows(store)
+    counts = scoped_run(store, ["a", "b", "c", "d"], touched="a")
+    after = owner(store)
+    assert counts["split_from"] == 1 and counts["merged_into"] == 0
+    assert after["c"] == before["c"] and after["d"] == before["d"]
+    assert open_rows(store)["c"] == opened["c"] and open_rows(store)["d"] == opened["d"]
+    assert before["a"] in {after["a"], after["b"]} and after["a"] != after["b"]
+    live = store.query("SELECT count(*) AS n FROM customers WHERE status = 'live'").item()
+    assert live == 4
+
+
+def test_scoped_run_merges_and_matches_a_full_run(store: Store, tmp_path: Path) -> None:
+    run(store, ["ab", "c", "d"])
+    scoped_run(store, ["abc", "d"], touched="ac")
+    scoped_owner = owner(store)
+    assert scoped_owner["a"] == scoped_owner["b"] == scoped_owner["c"] != scoped_owner["d"]
+    unchanged = scoped_run(store, ["abc", "d"], touched="abcd")
+    assert (unchanged["xref_closed"], unchanged["xref_opened"], unchanged["golden_versions"]) == (0, 0, 0)
+
+    src = tmp_path / "crm.csv"
+    with Store(tmp_path / "full.duckdb") as full:
+        full.ingest_batch("crm", [src], batch(PEOPLE), [], trust_rank=60)
+        run(full, ["ab", "c", "d"])
+        run(full, ["abc", "d"])
+        assert owner(full) == scoped_owner
+
+
+def test_scoped_run_refuses_clusters_missing_scope_records(store: Store) -> None:
+    run(store, ["ab", "c", "d"])
+    keys = rids(store)
+    clusters = pl.DataFrame({"rid": [keys["a"]], "cluster_id": [0]})
+    run_id = store.start_run("scoped")
+    with pytest.raises(ValueError, match="leave out 1"):
+        run_golden(store, clusters, run_id, scope=[keys["a"]])
+    assert owner(store)["a"] == owner(store)["b"]

@@ -160,31 +160,62 @@ class GoldenRepo:
 
     # ----- inputs of a run --------------------------------------------------------
 
-    def current_xref(self) -> pl.DataFrame:
-        """The open cross-reference: rid, source, source_key, customer_id of every current record."""
+    def current_xref(self, rids: Sequence[int] | None = None) -> pl.DataFrame:
+        """The open cross-reference: rid, source, source_key, customer_id of every current record
+        (of the records ``rids`` only, when given)."""
+        where = "" if rids is None else "AND rid IN (SELECT unnest(?::BIGINT[]))"
         return self.query(
-            """SELECT rid, source, source_key, customer_id FROM xref WHERE valid_to_run IS NULL
-            ORDER BY source, source_key"""
+            f"""SELECT rid, source, source_key, customer_id FROM xref WHERE valid_to_run IS NULL {where}
+            ORDER BY source, source_key""",
+            None if rids is None else [list(rids)],
         )
 
-    def customers_frame(self) -> pl.DataFrame:
-        """Every customer ID ever issued with its status and successor."""
-        return self.query(
-            """SELECT customer_id, seq, status, merged_into, split_from, created_run, retired_run
-            FROM customers ORDER BY seq"""
+    def customers_frame(self, live: Sequence[str] | None = None) -> pl.DataFrame:
+        """Every customer ID ever issued with its status and successor.
+
+        With ``live``, live customers outside that list are left out (a scoped run must not see them
+        as customers that lost their records); retired and ended IDs are always kept, for resolving.
+        """
+        where = (
+            "" if live is None else "WHERE status <> 'live' OR customer_id IN (SELECT unnest(?::VARCHAR[]))"
         )
+        return self.query(
+            f"""SELECT customer_id, seq, status, merged_into, split_from, created_run, retired_run
+            FROM customers {where} ORDER BY seq""",
+            None if live is None else [list(live)],
+        )
+
+    def scope_closure(self, rids: Sequence[int]) -> tuple[list[int], list[str]]:
+        """``rids`` plus every current record of their current customers and of the customers they are
+        pinned to; and those customers. A scoped run over this closure leaves everything else intact."""
+        touched = self.query(
+            """WITH s AS (SELECT unnest(?::BIGINT[]) AS rid)
+            SELECT customer_id FROM xref WHERE valid_to_run IS NULL AND rid IN (SELECT rid FROM s)
+            UNION SELECT customer_id FROM pins
+            WHERE kind = 'record' AND revoked_at IS NULL AND rid IN (SELECT rid FROM s)""",
+            [list(rids)],
+        )["customer_id"].to_list()
+        live = sorted({self.resolve_customer_id(c) or c for c in touched})
+        members = self.query(
+            """SELECT rid FROM xref WHERE valid_to_run IS NULL AND customer_id IN (SELECT unnest(?::VARCHAR[]))""",
+            [live],
+        )["rid"].to_list()
+        return sorted(set(rids) | set(members)), live
 
     def next_customer_seq(self) -> int:
         """The first sequence number never issued (IDs are never reused)."""
         return int(self.query("SELECT coalesce(max(seq), 0) + 1 AS n FROM customers").item())
 
-    def golden_inputs(self, columns: Sequence[str]) -> pl.DataFrame:
-        """Current records with their batch's trust rank, restricted to ``columns``."""
+    def golden_inputs(self, columns: Sequence[str], rids: Sequence[int] | None = None) -> pl.DataFrame:
+        """Current records (``rids`` only, when given) with their batch's trust rank, restricted to ``columns``."""
         cols = ", ".join(
             "b.trust_rank" if c == "trust_rank" else f'c."{c}"' for c in dict.fromkeys(["rid", *columns])
         )
+        where = "" if rids is None else "WHERE c.rid IN (SELECT unnest(?::BIGINT[]))"
         return self.query(
-            f"SELECT {cols} FROM processable_records c JOIN batches b ON b.batch_id = c.batch_id ORDER BY c.rid"
+            f"""SELECT {cols} FROM processable_records c JOIN batches b ON b.batch_id = c.batch_id {where}
+            ORDER BY c.rid""",
+            None if rids is None else [list(rids)],
         )
 
     # ----- steward decisions ------------------------------------------------------
@@ -260,11 +291,13 @@ class GoldenRepo:
             )
             self._event("unpinned", row[0], row[1], actor, f"pin {pin_id} revoked")
 
-    def active_record_pins(self) -> pl.DataFrame:
-        """rid, customer_id (resolved to its successor), actor of every active record pin."""
+    def active_record_pins(self, rids: Sequence[int] | None = None) -> pl.DataFrame:
+        """rid, customer_id, actor of every active record pin (of the records ``rids`` only, when given)."""
+        where = "" if rids is None else "AND rid IN (SELECT unnest(?::BIGINT[]))"
         return self.query(
-            """SELECT rid, customer_id, actor FROM pins
-            WHERE kind = 'record' AND revoked_at IS NULL ORDER BY rid"""
+            f"""SELECT rid, customer_id, actor FROM pins
+            WHERE kind = 'record' AND revoked_at IS NULL {where} ORDER BY rid""",
+            None if rids is None else [list(rids)],
         )
 
     def active_attribute_pins(self) -> pl.DataFrame:
@@ -312,8 +345,14 @@ class GoldenRepo:
 
     # ----- applying a run ---------------------------------------------------------
 
-    def apply_run(self, run_id: int, result: AssignResult, golden: pl.DataFrame) -> dict[str, int]:
-        """Write a run's cross-reference intervals, customers, events and golden versions atomically."""
+    def apply_run(
+        self, run_id: int, result: AssignResult, golden: pl.DataFrame, scope: Sequence[int] | None = None
+    ) -> dict[str, int]:
+        """Write a run's cross-reference intervals, customers, events and golden versions atomically.
+
+        With ``scope`` (record ids), only those records' cross-reference rows are closed or opened:
+        the result covers just them, and every other record keeps its customer.
+        """
         lineage_cols = [c for c in golden.columns if c.endswith(LINEAGE_SUFFIX)]
         attr_cols = [c for c in golden.columns if c not in lineage_cols and c != "customer_id"]
         docs = golden.select(
@@ -333,20 +372,31 @@ class GoldenRepo:
                 ("g_revived", result.revived),
                 ("g_events", events),
                 ("g_docs", docs),
+                ("g_scope", pl.DataFrame({"rid": list(scope or [])}, schema={"rid": pl.Int64})),
             ):
                 con.register(name, frame.to_arrow())
             try:
-                counts = self._write_run(con, run_id)
+                counts = self._write_run(con, run_id, scoped=scope is not None)
             finally:
-                for name in ("g_xref", "g_new", "g_retired", "g_ended", "g_revived", "g_events", "g_docs"):
+                for name in (
+                    "g_xref",
+                    "g_new",
+                    "g_retired",
+                    "g_ended",
+                    "g_revived",
+                    "g_events",
+                    "g_docs",
+                    "g_scope",
+                ):
                     con.unregister(name)
         return counts
 
-    def _write_run(self, con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, int]:
+    def _write_run(self, con: duckdb.DuckDBPyConnection, run_id: int, scoped: bool = False) -> dict[str, int]:
         """The statements of apply_run (inside its transaction, with its frames registered)."""
+        in_scope = "AND xref.rid IN (SELECT rid FROM g_scope)" if scoped else ""
         (closed,) = con.execute(
-            """UPDATE xref SET valid_to_run = ?, valid_to = now()
-            WHERE valid_to_run IS NULL AND NOT EXISTS (
+            f"""UPDATE xref SET valid_to_run = ?, valid_to = now()
+            WHERE valid_to_run IS NULL {in_scope} AND NOT EXISTS (
                 SELECT 1 FROM g_xref n WHERE n.rid = xref.rid AND n.customer_id = xref.customer_id)""",
             [run_id],
         ).fetchone()  # type: ignore[misc]
