@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -126,9 +127,11 @@ class World:
     run1: int
 
 
-def build_world(tmp: Path) -> World:
-    """Ingest five records, run twice (the second run merges person 3 into person 2), make keys."""
+def build_world(tmp: Path, model: Path) -> World:
+    """Ingest five records, run twice (the second run merges person 3 into person 2), make keys; the
+    trained ``model`` goes beside the database, so real-time match and upsert are served."""
     db = tmp / "api.duckdb"
+    shutil.copy(model, db.with_name(f"{db.name}.person.model.json"))
     src = tmp / "source.csv"
     src.write_text("x")
     with open_api_store(db) as store:
@@ -145,8 +148,8 @@ def build_world(tmp: Path) -> World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("api"))
+def world(tmp_path_factory: pytest.TempPathFactory, person_model: Path) -> World:
+    return build_world(tmp_path_factory.mktemp("api"), person_model)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +173,7 @@ def call(
 
 
 MATCH_BODY = {"fields": {"name": "张伟", "mobile": [P1_MOBILE]}}
-RECORD_BODY = {"source": "crm", "source_key": "z", "fields": {"name": "赵六"}}
+RECORD_BODY = {"source": "wealth_app", "source_key": "z", "fields": {"name": "赵六"}}
 ENDPOINTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "xref": ("GET", "/v1/xref/crm/a", {}),
     "customer": ("GET", "/v1/customers/{p1}", {}),
@@ -205,8 +208,7 @@ ALLOWED: dict[str, set[str]] = {
     "readyz": ALL,
     "metrics": {"system", "admin"},
 }
-#: Until mdm.matching.realtime exists, allowed match/upsert calls answer 503 (matching_unavailable).
-OK_STATUS = {"match": {200, 503}, "records": {200, 503}}
+OK_STATUS: dict[str, set[int]] = {}
 
 
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
@@ -289,6 +291,30 @@ def test_retired_id_answers_successor(client: httpx.Client, world: World) -> Non
         world.p2,
         world.p2,
     )
+
+
+def test_match_ranks_the_customer_with_explanation_masked(client: httpx.Client, world: World) -> None:
+    body = {"fields": {"name": "张伟", "id_number": P1_ID, "mobile": [P1_MOBILE]}, "limit": 3}
+    r = call(client, world, "system", "POST", "/v1/match", json=body)
+    assert r.status_code == 200, r.text
+    top = r.json()["candidates"][0]
+    assert top["customer_id"] == world.p1 and top["match_probability"] > 0.99
+    assert {"comparison", "level", "match_weight"} <= set(top["explanation"][0])
+    assert top["attributes"]["id_number"] == mask_id(P1_ID)
+    assert all(value not in r.text for value in PLAINTEXT)
+
+
+def test_upsert_then_lookup(client: httpx.Client, world: World) -> None:
+    body = {"source": "wealth_app", "source_key": "e2e-1", "fields": {"name": "张伟", "id_number": P1_ID}}
+    first = call(client, world, "system", "POST", "/v1/records", json=body)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"customer_id": world.p1, "created": False, "changed": True}
+    again = call(client, world, "system", "POST", "/v1/records", json=body)
+    assert again.json() == {"customer_id": world.p1, "created": False, "changed": False}
+    looked = call(client, world, "system", "GET", "/v1/xref/wealth_app/e2e-1")
+    assert looked.status_code == 200 and looked.json()["customer_id"] == world.p1
+    refused = call(client, world, "system", "POST", "/v1/records", json={**body, "source": "nowhere"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,16 @@
-"""Real-time match and upsert: thin routes over ``mdm.matching.realtime`` (503 while it is not installed).
+"""Real-time match and upsert: thin routes over ``mdm.matching.realtime``.
 
 The scoring lives in ``mdm.matching.realtime.match_one(store, fields)`` and
 ``upsert_one(store, source, source_key, fields)``, so batch and real time use the same rule set and
 trained model. These routes only authenticate, validate, audit, serialize writes and mask the answer.
+No trained model yet (no batch run) answers 503 ``model_unavailable``; a record the domain refuses
+(unknown source, no legal basis, an erased person) answers 422.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,22 +20,24 @@ from api.deps import ApiContext, audit, context, require
 from api.errors import ApiError
 from api.models import Candidate, MatchIn, MatchOut, RecordIn, RecordOut
 from api.policy import golden_view
+from mdm.errors import MdmError
+from mdm.matching.realtime import match_one, upsert_one
+from mdm.matching.train import MatchingError
 
 router = APIRouter(prefix="/v1")
 Ctx = Annotated[ApiContext, Depends(context)]
 WRITE_WAIT_SECONDS = 5.0
 
 
-def realtime_function(name: str) -> Callable[..., Any]:
-    """``mdm.matching.realtime.<name>``, or 503 when real-time matching is not available."""
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Domain refusals as API errors (their messages carry no personal values)."""
     try:
-        module = importlib.import_module("mdm.matching.realtime")
-    except ImportError:
-        module = None
-    found = getattr(module, name, None)
-    if not callable(found):
-        raise ApiError(503, "matching_unavailable", "real-time matching is not available on this server")
-    return found  # type: ignore[no-any-return]
+        yield
+    except MatchingError as exc:
+        raise ApiError(503, "model_unavailable", str(exc), {"Retry-After": "60"}) from exc
+    except MdmError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
 
 
 @router.post("/match", response_model=MatchOut, summary="Rank candidate customers for a record")
@@ -41,10 +45,10 @@ def match(
     request: Request, body: MatchIn, ctx: Ctx, who: Annotated[Principal, Depends(require("match"))]
 ) -> MatchOut:
     """Candidates with match probability and per-comparison explanation, best first (C2 masked by role)."""
-    match_one = realtime_function("match_one")
     fields = body.fields.model_dump(exclude_none=True)
     audit(ctx, request, who, "match", fields=sorted(fields), view="masked", status=None)
-    found: list[dict[str, Any]] = list(match_one(ctx.view(), fields))[: body.limit]
+    with domain_errors():
+        found: list[dict[str, Any]] = list(match_one(ctx.view(), fields))[: body.limit]
     candidates = [
         Candidate(**{**c, "attributes": golden_view(ctx.policy, who.role, c.get("attributes") or {})[0]})
         for c in found
@@ -57,14 +61,14 @@ def upsert(
     request: Request, body: RecordIn, ctx: Ctx, who: Annotated[Principal, Depends(require("upsert"))]
 ) -> RecordOut:
     """Standardize, match and attach the record to a customer (or create one); idempotent per content."""
-    upsert_one = realtime_function("upsert_one")
     fields = body.fields.model_dump(exclude_none=True)
     target = f"{body.source}:{body.source_key}"
     audit(ctx, request, who, "record.upsert", target=target, fields=sorted(fields), status=None)
     if not ctx.write_lock.acquire(timeout=WRITE_WAIT_SECONDS):
         raise ApiError(503, "busy", "a batch run holds the write path; retry later", {"Retry-After": "30"})
     try:
-        result: dict[str, Any] = dict(upsert_one(ctx.view(), body.source, body.source_key, fields))
+        with domain_errors():
+            result: dict[str, Any] = dict(upsert_one(ctx.view(), body.source, body.source_key, fields))
     finally:
         ctx.write_lock.release()
     out = RecordOut(**{k: v for k, v in result.items() if k in RecordOut.model_fields})

@@ -54,17 +54,11 @@ def _blank_to_null(col: str) -> pl.Expr:
     return pl.when(pl.col(col).str.strip_chars() != "").then(pl.col(col)).alias(col)
 
 
-def matching_frame(records: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
-    """Standardized records -> exactly the columns the rule set reads, derived columns included.
-
-    Adds ``id_key`` (see :func:`id_key`), ``id_body`` (ID without check digit), ``dob`` (record birth date, else the ID's), ``sex`` (record, else the ID's), ``mobiles_all`` /
-    ``phones_all``, hub-split lists ``<col>_private`` / ``<col>_hub``, ``address_hub`` and
-    ``street_key`` (district plus the street part of the detail, before the first digit: a blocking key
-    tighter than the district alone) and ``mobile_key`` (the first private mobile: a scalar key for EM, where Splink cannot explode lists).
-    """
+def base_frame(records: pl.DataFrame) -> pl.DataFrame:
+    """Standardized records with clean lists and the derived columns that need no other record."""
     frame = _clean_lists(_with_standard_columns(records))
     text_cols = [c for c, t in STANDARD_SCHEMA.items() if t == pl.String()]
-    frame = (
+    return (
         frame.with_columns(_blank_to_null(c) for c in text_cols)
         .with_columns(
             pl.coalesce("birth_date_std", "id_birth_date").dt.to_string("%Y-%m-%d").alias("dob"),
@@ -76,12 +70,33 @@ def matching_frame(records: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
         )
         .with_columns(id_key().alias("id_key"))
     )
+
+
+def find_hubs(base: pl.DataFrame, ruleset: RuleSet) -> dict[str, pl.DataFrame]:
+    """Hub values per hub column of the rule set, found in a :func:`base_frame` of all records."""
+    return {c: hub_values(base, c, ruleset.hubs.min_names) for c in ruleset.hubs.columns}
+
+
+def matching_frame(
+    records: pl.DataFrame, ruleset: RuleSet, hubs: dict[str, pl.DataFrame] | None = None
+) -> pl.DataFrame:
+    """Standardized records -> exactly the columns the rule set reads, derived columns included.
+
+    Adds ``id_key`` (see :func:`id_key`), ``id_body`` (ID without check digit), ``dob`` (record birth date, else the ID's), ``sex`` (record, else the ID's), ``mobiles_all`` /
+    ``phones_all``, hub-split lists ``<col>_private`` / ``<col>_hub``, ``address_hub`` and
+    ``street_key`` (district plus the street part of the detail, before the first digit: a blocking key
+    tighter than the district alone) and ``mobile_key`` (the first private mobile: a scalar key for EM, where Splink cannot explode lists).
+    Hubs are found in ``records`` themselves unless given (real time scores one record with the hubs
+    of every record).
+    """
+    frame = base_frame(records)
+    if hubs is None:
+        hubs = find_hubs(frame, ruleset)
     for column in ruleset.hubs.columns:
-        hubs = hub_values(frame, column, ruleset.hubs.min_names)
         if isinstance(frame.schema[column], pl.List):
-            frame = split_list_hubs(frame, column, hubs)
+            frame = split_list_hubs(frame, column, hubs[column])
         else:
-            frame = flag_scalar_hubs(frame, column, hubs, f"{column.removesuffix('_std')}_hub")
+            frame = flag_scalar_hubs(frame, column, hubs[column], f"{column.removesuffix('_std')}_hub")
     street = pl.col("addr_detail").str.extract(r"^([^0-9０-９]+)", 1)
     frame = frame.with_columns(
         pl.col("mobiles_private").list.first().alias("mobile_key"),

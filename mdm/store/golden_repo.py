@@ -36,6 +36,7 @@ GOLDEN_DDL: list[str] = [
     counts VARCHAR,
     message VARCHAR
 )""",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'batch'",
     """CREATE TABLE IF NOT EXISTS customers (
     customer_id VARCHAR PRIMARY KEY,
     seq BIGINT NOT NULL UNIQUE,
@@ -132,15 +133,33 @@ class GoldenRepo:
 
     # ----- runs -------------------------------------------------------------------
 
-    def start_run(self, model_version: str | None = None) -> int:
-        """Open a run and return its id."""
+    def start_run(self, model_version: str | None = None, kind: str = "batch") -> int:
+        """Open a run and return its id; ``kind`` says who ran it (batch, realtime, steward)."""
         with self.transaction() as con:
             (run_id,) = con.execute("SELECT nextval('run_seq')").fetchone()  # type: ignore[misc]
             con.execute(
-                "INSERT INTO runs (run_id, started_at, status, model_version) VALUES (?, now(), 'running', ?)",
-                [run_id, model_version],
+                """INSERT INTO runs (run_id, started_at, status, model_version, kind)
+                VALUES (?, now(), 'running', ?, ?)""",
+                [run_id, model_version, kind],
             )
         return int(run_id)
+
+    def data_stamp(self) -> tuple[int, int]:
+        """(last batch id, last run id): changes whenever records or customers may have changed."""
+        row = self.con.execute(
+            "SELECT (SELECT coalesce(max(batch_id), 0) FROM batches), (SELECT coalesce(max(run_id), 0) FROM runs)"
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def golden_attributes(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The latest golden attributes of a few customers (filtered before the version window)."""
+        rows = self.con.execute(
+            """SELECT customer_id, attributes FROM golden_versions
+            WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))
+            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY version DESC) = 1""",
+            [list(customer_ids)],
+        ).fetchall()
+        return {str(cid): json.loads(doc) for cid, doc in rows}
 
     def finish_run(
         self, run_id: int, status: str, counts: Mapping[str, int] | None = None, message: str | None = None
@@ -183,6 +202,14 @@ class GoldenRepo:
             f"""SELECT customer_id, seq, status, merged_into, split_from, created_run, retired_run
             FROM customers {where} ORDER BY seq""",
             None if live is None else [list(live)],
+        )
+
+    def customer_members(self, customer_ids: Sequence[str]) -> pl.DataFrame:
+        """rid, customer_id of every current record of the given (live) customers."""
+        return self.query(
+            """SELECT rid, customer_id FROM xref WHERE valid_to_run IS NULL
+            AND customer_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY rid""",
+            [list(customer_ids)],
         )
 
     def scope_closure(self, rids: Sequence[int]) -> tuple[list[int], list[str]]:
