@@ -48,7 +48,7 @@ def match(
     fields = body.fields.model_dump(exclude_none=True)
     audit(ctx, request, who, "match", fields=sorted(fields), view="masked", status=None)
     with domain_errors():
-        found: list[dict[str, Any]] = list(match_one(ctx.view(), fields))[: body.limit]
+        found: list[dict[str, Any]] = match_one(ctx.view(), fields, body.limit)
     candidates = [
         Candidate(**{**c, "attributes": golden_view(ctx.policy, who.role, c.get("attributes") or {})[0]})
         for c in found

@@ -344,11 +344,14 @@ def rank_customers(store: Store, index: Index, pairs: pl.DataFrame, query_rid: i
     ]
 
 
-def match_one(store: Store, fields: Mapping[str, Any], attributes: bool = True) -> list[dict[str, Any]]:
-    """Ranked candidate customers for a record given as raw fields, scored as a batch run would."""
+def match_one(
+    store: Store, fields: Mapping[str, Any], limit: int | None = None, attributes: bool = True
+) -> list[dict[str, Any]]:
+    """The best ``limit`` candidate customers for a record given as raw fields, scored as a batch run
+    would, each with its golden attributes."""
     index = index_for(store)
     row = index.prepare(_standard_frame(fields, QUERY_RID))
-    ranked = rank_customers(store, index, score(index, row, index.candidates(row)), QUERY_RID)
+    ranked = rank_customers(store, index, score(index, row, index.candidates(row)), QUERY_RID)[:limit]
     if attributes and ranked:
         docs = store.golden_attributes([c["customer_id"] for c in ranked])
         for candidate in ranked:

@@ -104,6 +104,9 @@ GOLDEN_DDL: list[str] = [
     revoked_at TIMESTAMPTZ,
     revoked_by VARCHAR
 )""",
+    "CREATE INDEX IF NOT EXISTS xref_customer ON xref (customer_id)",
+    "CREATE INDEX IF NOT EXISTS xref_key ON xref (source, source_key)",
+    "CREATE INDEX IF NOT EXISTS golden_customer ON golden_versions (customer_id)",
     """CREATE OR REPLACE VIEW golden_latest AS
     SELECT * FROM golden_versions
     QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY version DESC) = 1""",
@@ -152,14 +155,15 @@ class GoldenRepo:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def golden_attributes(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The latest golden attributes of a few customers (filtered before the version window)."""
-        rows = self.con.execute(
-            """SELECT customer_id, attributes FROM golden_versions
-            WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))
-            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY version DESC) = 1""",
-            [list(customer_ids)],
-        ).fetchall()
-        return {str(cid): json.loads(doc) for cid, doc in rows}
+        """The latest golden attributes of a few customers (one index lookup each)."""
+        out: dict[str, dict[str, Any]] = {}
+        for customer_id in customer_ids:
+            rows = self.con.execute(
+                "SELECT version, attributes FROM golden_versions WHERE customer_id = ?", [customer_id]
+            ).fetchall()
+            if rows:
+                out[customer_id] = json.loads(max(rows)[1])
+        return out
 
     def finish_run(
         self, run_id: int, status: str, counts: Mapping[str, int] | None = None, message: str | None = None
@@ -493,20 +497,29 @@ class GoldenRepo:
 
     def resolve_customer_id(self, customer_id: str) -> str | None:
         """The current successor of an ID (itself unless retired); None for an unknown ID."""
-        row = self.con.execute(_RESOLVE, [customer_id]).fetchone()
-        return None if row is None else str(row[0])
+        found = self._resolve(customer_id)
+        return None if found is None else found[0]
+
+    def _resolve(self, customer_id: str) -> tuple[str, str, int] | None:
+        """(successor, its status, its sequence) of an ID: an index lookup, the chain only when retired."""
+        row = self.con.execute(
+            "SELECT customer_id, status, seq, merged_into FROM customers WHERE customer_id = ?", [customer_id]
+        ).fetchone()
+        if row is not None and row[3] is not None:
+            row = self.con.execute(_RESOLVE, [customer_id]).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), int(row[2]))
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """A customer's latest golden record with lineage and records, following retired IDs."""
-        row = self.con.execute(_RESOLVE, [customer_id]).fetchone()
-        if row is None:
+        found = self._resolve(customer_id)
+        if found is None:
             return None
-        resolved, status, seq = row
+        resolved, status, seq = found
         docs = self.query(
-            "SELECT version, run_id, attributes, lineage, created_at FROM golden_latest WHERE customer_id = ?",
+            "SELECT version, run_id, attributes, lineage, created_at FROM golden_versions WHERE customer_id = ?",
             [resolved],
         ).to_dicts()
-        doc: dict[str, Any] = docs[0] if docs else {}
+        doc: dict[str, Any] = max(docs, key=lambda d: d["version"]) if docs else {}
         records = self.query(
             """SELECT rid, source, source_key, valid_from_run FROM xref
             WHERE customer_id = ? AND valid_to_run IS NULL ORDER BY rid""",
