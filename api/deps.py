@@ -2,8 +2,9 @@
 
 The server process is the database's single writer. Each worker thread reads through its own cursor
 (``Store.thread_view``), so reads see the last committed snapshot and never wait for a running batch;
-domain writes (real-time upserts, batch runs) take ``write_lock`` one at a time; audit appends are
-serialized by ``audit_lock`` so the hash chain stays linear.
+domain writes (real-time upserts, batch runs) take ``write_lock`` one at a time; audit appends go
+through one writer thread (``api.audit.AuditWriter``), so the hash chain stays linear and entries arriving
+together share a commit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Self
 
 from fastapi import Request
 
+from api.audit import AuditWriter
 from api.auth import Authenticator, Principal
 from api.errors import ApiError, TokenBucket
 from api.metrics import Metrics
@@ -43,9 +45,12 @@ class ApiContext:
     limiter: TokenBucket
     metrics: Metrics
     write_lock: threading.Lock = field(default_factory=threading.Lock)
-    audit_lock: threading.Lock = field(default_factory=threading.Lock)
+    auditor: AuditWriter = field(init=False)
     run_status: dict[str, Any] = field(default_factory=lambda: {"state": "idle"})
     _local: threading.local = field(default_factory=threading.local)
+
+    def __post_init__(self) -> None:
+        self.auditor = AuditWriter(self.store.thread_view)
 
     def view(self) -> ApiStore:
         """This thread's store view (own cursor on the shared database)."""
@@ -77,20 +82,19 @@ def audit(
 ) -> int:
     """Append an audit entry (masked values only); a failed append fails the request with 503."""
     try:
-        with ctx.audit_lock:
-            seq = ctx.view().audit(
-                action=action,
-                user=who.name if who else None,
-                key_id=who.key_id if who else "anonymous",
-                role=who.role if who else None,
-                target=target,
-                fields=",".join(fields) if fields else None,
-                view=view,
-                reason=reason,
-                status=status,
-                detail=detail,
-                request_id=str(getattr(request.state, "request_id", "")),
-            )
+        seq = ctx.auditor.append(
+            action=action,
+            user=who.name if who else None,
+            key_id=who.key_id if who else "anonymous",
+            role=who.role if who else None,
+            target=target,
+            fields=",".join(fields) if fields else None,
+            view=view,
+            reason=reason,
+            status=status,
+            detail=detail,
+            request_id=str(getattr(request.state, "request_id", "")),
+        )
     except Exception as exc:
         log.error("audit append failed: %s", type(exc).__name__)
         ctx.metrics.audit_failures.inc()

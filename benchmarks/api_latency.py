@@ -1,0 +1,188 @@
+"""API latency under load: xref lookup, customer read and real-time match against a resolved store.
+
+The store comes from the speed suite's work folder (``bench_out/work/speed-<size>``: generated with the
+project's generator, ingested, matched, golden records built); it is made when missing. The server is
+``mdm serve`` in its own process; the load comes from this process with an async httpx client, open
+loop: requests start on a fixed schedule whatever the answers do, and latency is measured from each
+request's scheduled start, so a slow server cannot hide its queueing (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.common import OUT, SIZES
+
+#: endpoint -> (requests per second, seconds) of the open-loop phase.
+SCHEDULE = {"xref": (1000, 10.0), "customer": (1000, 10.0), "match": (50, 10.0)}
+SMOKE_SCHEDULE = {"xref": (50, 1.0), "customer": (50, 1.0), "match": (5, 1.0)}
+TARGETS_MS = {"xref": 10.0, "customer": 10.0, "match": 50.0}
+SAMPLE = 2000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def resolved_store(size: str, smoke: bool) -> Path:
+    """A resolved store of the speed suite (made when missing) with its model beside it, copied."""
+    from benchmarks import speed
+
+    label = "smoke" if smoke else size
+    work = OUT / "work" / f"speed-{label}"
+    if not (work / "bench.duckdb").exists() or not (work / "model.json").exists():
+        records = speed.SMOKE_RECORDS if smoke else SIZES[size]
+        speed.run_size(records, label, mem_gb=12.0, timeout_s=1.0, with_splink=False)
+    target = OUT / "work" / f"api-{label}" / "api.duckdb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(work / "bench.duckdb", target)
+    shutil.copy(work / "model.json", target.with_name(f"{target.name}.person.model.json"))
+    return target
+
+
+def workload(db: Path, seed: int = 5) -> dict[str, list[Any]]:
+    """Record keys, customer IDs and match bodies (raw fields of stored records), sampled."""
+    from mdm.schema import RAW_FIELDS
+    from mdm.store import Store
+
+    fields = [f for f in RAW_FIELDS if f not in ("source", "source_key")]
+    cols = ", ".join(f'r."{f}"' for f in fields)
+    with Store(db) as store:
+        rows = store.query(
+            f"""SELECT x.source, x.source_key, x.customer_id, {cols} FROM xref x
+            JOIN current_records r ON r.rid = x.rid WHERE x.valid_to_run IS NULL
+            USING SAMPLE {SAMPLE} ROWS (reservoir, {seed})"""
+        ).to_dicts()
+    bodies = [{"fields": {f: r[f] for f in fields if r[f] not in (None, "", [])}, "limit": 5} for r in rows]
+    return {
+        "xref": [f"/v1/xref/{r['source']}/{r['source_key']}" for r in rows],
+        "customer": [f"/v1/customers/{r['customer_id']}" for r in rows],
+        "match": bodies,
+    }
+
+
+def api_key(db: Path) -> str:
+    """A system key made in the store before the server opens it."""
+    from api.app import open_api_store
+    from api.auth import create_key
+    from api.policy import ROLES
+
+    with open_api_store(db) as store:
+        return create_key(store, "bench", "system", "benchmark", ROLES).token
+
+
+def start_server(db: Path, port: int, token: str) -> subprocess.Popen[bytes]:
+    """``mdm serve`` in its own process; returns once /livez answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mdm", "serve", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            if httpx.get(f"http://127.0.0.1:{port}/livez", headers=headers, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def open_loop(
+    client: httpx.AsyncClient, endpoint: str, items: list[Any], rate: int, seconds: float
+) -> dict[str, Any]:
+    """Send ``rate`` requests a second for ``seconds``; latency from each request's scheduled start."""
+    n = int(rate * seconds)
+    latencies = np.zeros(n)
+    statuses: dict[int, int] = {}
+    rng = random.Random(7)
+    start = time.perf_counter() + 0.2
+
+    async def one(i: int, due: float) -> None:
+        item = items[rng.randrange(len(items))]
+        if endpoint == "match":
+            r = await client.post("/v1/match", json=item)
+        else:
+            r = await client.get(item)
+        latencies[i] = time.perf_counter() - due
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    ms = latencies * 1000
+    return {
+        "endpoint": endpoint,
+        "offered_rps": rate,
+        "achieved_rps": round(n / elapsed, 1),
+        "requests": n,
+        "statuses": statuses,
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "target_p99_ms": TARGETS_MS[endpoint],
+        "meets_target": bool(np.percentile(ms, 99) < TARGETS_MS[endpoint]),
+    }
+
+
+async def drive(
+    port: int, token: str, work: dict[str, list[Any]], schedule: dict[str, tuple[int, float]]
+) -> list[dict[str, Any]]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+    ) as client:
+        warm = await client.post("/v1/match", json=work["match"][0])  # builds the real-time index
+        if warm.status_code != 200:
+            raise RuntimeError(f"match warm-up failed: {warm.status_code} {warm.text[:300]}")
+        return [await open_loop(client, ep, work[ep], rate, secs) for ep, (rate, secs) in schedule.items()]
+
+
+def run(size: str = "100k", smoke: bool = False) -> dict[str, Any]:
+    """The API latency suite at one size."""
+    db = resolved_store(size, smoke)
+    work = workload(db)
+    token = api_key(db)
+    port = free_port()
+    t0 = time.perf_counter()
+    server = start_server(db, port, token)
+    startup = time.perf_counter() - t0
+    try:
+        results = asyncio.run(drive(port, token, work, SMOKE_SCHEDULE if smoke else SCHEDULE))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    customers = len(set(work["customer"]))
+    return {
+        "size": "smoke" if smoke else size,
+        "server_startup_seconds": round(startup, 1),
+        "sampled_customers": customers,
+        "results": results,
+        "load_generator": "httpx.AsyncClient, open loop, same machine (2 cores shared with the server)",
+    }
