@@ -20,6 +20,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -81,6 +82,7 @@ AUDIT_FIELDS: tuple[str, ...] = (
     "detail",
 )
 GENESIS = "genesis"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NULL = "\u2205"
 #: Identifier kinds of the HMAC index and the standardized column each one indexes.
 INDEX_KINDS: dict[str, str] = {"mobile": "mobiles", "id_number": "id_number_std", "name": "name_simplified"}
@@ -220,10 +222,9 @@ class ApiRepo:
     ) -> int:
         """Append one entry to the hash-chained audit log and return its sequence number.
 
-        Callers pass masked values only. The entry's hash is HMAC(audit key, payload) where the payload
-        holds every column and the previous entry's hash; a failure raises and the caller's operation fails.
+        Callers pass masked values only. A failure raises and the caller's operation fails.
         """
-        values = {
+        entry = {
             "request_id": request_id,
             "key_id": key_id or (f"cli:{user}" if user else None),
             "actor": user,
@@ -236,23 +237,57 @@ class ApiRepo:
             "status": status,
             "detail": detail,
         }
-        cols = ", ".join(AUDIT_FIELDS)
-        binds = ", ".join(f"${c} AS {c}" for c in AUDIT_FIELDS)
-        params: dict[str, object] = {**values, **hmac_pads(self.api_secret("audit"))}
+        return self.audit_many([entry])[0]
+
+    def audit_many(self, entries: Sequence[dict[str, Any]]) -> list[int]:
+        """Append entries (columns of AUDIT_FIELDS) in one statement; returns their sequence numbers.
+
+        Each entry's hash is HMAC(audit key, payload) where the payload holds its sequence, time, every
+        column and the previous entry's hash: the same bytes the SQL of :meth:`verify_audit` hashes.
+        """
+        for entry in entries:
+            status = entry.get("status")
+            if status is not None and not isinstance(status, int):
+                raise MdmError("audit status must be an HTTP status code")
+        key = self.api_secret("audit")
         with self.transaction() as con:
-            row = con.execute(
-                f"""INSERT INTO audit_log (seq, logged_at, {cols}, prev_hash, hash)
-                WITH tail AS (SELECT coalesce(max(seq), 0) AS seq FROM audit_log),
-                v AS (SELECT t.seq + 1 AS seq, now() AS logged_at, {binds},
-                    coalesce((SELECT hash FROM audit_log a WHERE a.seq = t.seq), '{GENESIS}') AS prev_hash
-                    FROM tail t)
-                SELECT seq, logged_at, {cols}, prev_hash, {sql_hmac(_PAYLOAD)} FROM v
-                RETURNING seq""",
-                params,
-            ).fetchone()
-        if row is None:
-            raise MdmError("audit entry was not written")
-        return int(row[0])
+            tail = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (int(tail[0]), str(tail[1])) if tail else (0, GENESIS)
+            now = datetime.now(UTC)
+            micros = (now - EPOCH) // timedelta(microseconds=1)
+            rows: list[list[Any]] = []
+            seqs: list[int] = []
+            for entry in entries:
+                seq += 1
+                seqs.append(seq)
+                values = [entry.get(c) for c in AUDIT_FIELDS]
+                payload = "\x1f".join(
+                    [str(seq), str(micros), *(_NULL if v is None else str(v) for v in values), prev]
+                )
+                digest = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+                rows.append([seq, now, *values, prev, digest])
+                prev = digest
+            frame = pl.DataFrame(
+                rows,
+                schema={
+                    "seq": pl.Int64,
+                    "logged_at": pl.Datetime("us", "UTC"),
+                    **dict.fromkeys(AUDIT_FIELDS, pl.String),
+                    "prev_hash": pl.String,
+                    "hash": pl.String,
+                },
+                orient="row",
+                strict=False,
+            ).with_columns(pl.col("status").cast(pl.Int32))
+            con.register("audit_new", frame.to_arrow())
+            try:
+                con.execute(
+                    f"INSERT INTO audit_log (seq, logged_at, {', '.join(AUDIT_FIELDS)}, prev_hash, hash) "
+                    f"SELECT seq, logged_at, {', '.join(AUDIT_FIELDS)}, prev_hash, hash FROM audit_new"
+                )
+            finally:
+                con.unregister("audit_new")
+        return seqs
 
     def audit_entries(self, after: int = 0, limit: int = 100) -> pl.DataFrame:
         """Audit entries with ``seq > after``, oldest first, at most ``limit``."""
