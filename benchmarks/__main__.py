@@ -1,7 +1,8 @@
-"""``python -m benchmarks quality|speed [--suite NAME] [--size 100k|1m] [--smoke]``.
+"""``python -m benchmarks quality|speed|incremental|api [--suite NAME] [--size 100k|1m] [--smoke]``.
 
 Runs a suite, writes one JSON result under bench_out/results (machine, versions, git commit, every
-figure) and a Markdown + HTML report under bench_out/reports, and prints a short summary.
+figure) and, for quality and speed, a Markdown + HTML report under bench_out/reports, and prints a short
+summary. ``incremental`` times a nightly run of a small delta against a large resolved store.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from benchmarks.report import write_report
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("kind", choices=["quality", "speed"])
+    parser.add_argument("kind", choices=["quality", "speed", "incremental", "api"])
     parser.add_argument("--suite", action="append", help="quality suite to run (repeatable; default all)")
     parser.add_argument("--size", default="100k", help="speed: 100k, 1m or both as 100k,1m")
     parser.add_argument(
@@ -34,10 +35,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
-    """Run the chosen suite; returns the result JSON, Markdown and HTML paths and the result."""
+def run(args: argparse.Namespace) -> tuple[Path, list[Path], dict[str, Any]]:
+    """Run the chosen suite; returns the result JSON, the report paths and the result."""
     t0 = time.perf_counter()
-    if args.kind == "quality":
+    if args.kind == "api":
+        from benchmarks import api_latency
+
+        result = api_latency.run(args.size, smoke=args.smoke)
+    elif args.kind == "incremental":
+        from benchmarks import incremental
+
+        label = "smoke" if args.smoke else args.size
+        if label not in incremental.SIZES:
+            raise SystemExit(f"unknown size {label!r}; known: {', '.join(incremental.SIZES)}")
+        result = incremental.run(label)
+    elif args.kind == "quality":
         from benchmarks import quality
 
         result = quality.run(args.suite, smoke=args.smoke)
@@ -58,12 +70,29 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
     from json import loads
 
     body = loads(path.read_text())
+    if args.kind in ("incremental", "api"):
+        return path, [], body
     md, html = write_report(args.kind, body, path.stem)
-    return path, md, html, body
+    return path, [md, html], body
 
 
 def summary(kind: str, result: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
+    if kind == "api":
+        return [
+            f"{result['size']}: {r['endpoint']:<8} offered {r['offered_rps']}/s achieved {r['achieved_rps']}/s "
+            f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms (target p99 < {r['target_p99_ms']} ms) {r['statuses']}"
+            for r in result["results"]
+        ]
+    if kind == "incremental":
+        q = result.get("quality", {})
+        return [
+            f"{result['size']}: incremental run of {result.get('delta_records', 0):,} records against "
+            f"{result.get('base_records', 0):,}: {result.get('incremental_seconds', float('nan')):.1f} s, "
+            f"peak {result.get('incremental_peak_mb', float('nan')):.0f} MB (target < {result.get('target_seconds')} s); "
+            f"vs full F1 {q.get('incremental_vs_full', {}).get('f1', float('nan')):.4f}, "
+            f"identical IDs {q.get('identical_ids')}"
+        ]
     if kind == "quality":
         lines = []
         for s in result["suites"]:
@@ -91,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("splink").setLevel(logging.ERROR)
     args = parse_args(argv)
-    path, md, html, result = run(args)
+    path, reports, result = run(args)
     for line in summary(args.kind, result):
         print(line)
-    print(f"result: {path}\nreport: {md}\n        {html}")
+    print(f"result: {path}")
+    for i, report in enumerate(reports):
+        print(f"{'report:' if i == 0 else '       '} {report}")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import polars as pl
 import typer
 
 from api.cli import api_app
+from mdm.bench_cli import bench_app
 from mdm.compliance.cli import register as register_compliance
 from mdm.config import load_sources
+from mdm.engines import check_engine
 from mdm.erasure_cli import erase_app
 from mdm.errors import MdmError
+from mdm.review_cli import labels_app, review_app
 
 app = typer.Typer(help="Customer master data: ingest, match, golden records.", no_args_is_help=True)
 
@@ -35,7 +38,7 @@ def open_store(db: Path):  # type: ignore[no-untyped-def]
     return Store(db, key=os.environ.get("MDM_DB_KEY") or None)
 
 
-def fail(exc: MdmError) -> None:
+def fail(exc: MdmError) -> NoReturn:
     """Print an mdm error (already masked) and exit with its code."""
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(exc.exit_code)
@@ -165,25 +168,150 @@ app.add_typer(export_app, name="export")
 app.add_typer(erase_app, name="erase")
 register_compliance(app)
 app.add_typer(api_app)
+app.add_typer(review_app, name="review")
+app.add_typer(labels_app, name="labels")
+app.add_typer(bench_app, name="bench")
 
 
-@app.command()
+RUN_EXIT_CODES = (
+    "Exit codes: 0 success (also when there was nothing to do); 1 internal error (the run is rolled back "
+    "and recorded as failed); 2 bad input (unreadable database, missing model file); "
+    "3 another run holds the lock (after --wait seconds)."
+)
+
+
+def _stage_logger(tty: bool):  # type: ignore[no-untyped-def]
+    """A stage hook and a closer: a progress bar on a terminal, one JSON line per stage on stderr otherwise."""
+    import json
+    from datetime import UTC, datetime
+
+    from mdm.pipeline import STAGES
+
+    if not tty:
+
+        def log(stage: str, seconds: float, info: dict[str, object]) -> None:
+            line = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": "stage"}
+            typer.echo(json.dumps({**line, "stage": stage, "seconds": round(seconds, 3), **info}), err=True)
+
+        return log, lambda: None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True)
+    task = bar.add_task("run: load", total=len(STAGES))
+    bar.start()
+
+    def advance(stage: str, seconds: float, info: dict[str, object]) -> None:
+        nxt = STAGES.index(stage) + 1
+        bar.update(task, completed=nxt, description=f"run: {STAGES[nxt] if nxt < len(STAGES) else 'done'}")
+
+    return advance, bar.stop
+
+
+@app.command(epilog=RUN_EXIT_CODES)
 def run(
     model: Annotated[
         Path | None, typer.Option(help="Trained model JSON (default: the store's latest).")
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-match every record, not only the new ones.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute and report what would change; write nothing.")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for another run to finish before giving up.")
+    ] = 0.0,
+    reports: Annotated[
+        Path | None, typer.Option(help="Folder of run reports (default: reports/ beside the database).")
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where pairs are scored: duckdb (in process) or spark (a full re-match on Splink's Spark "
+            "backend; master from $MDM_SPARK_MASTER, default local[2]; needs pip install 'mdm[spark]')."
+        ),
+    ] = "duckdb",
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Match current records, cluster them, assign customer IDs and build golden records."""
-    from mdm.pipeline import run_batch
+    """Take in every batch since the last run: match the new and changed records, re-cluster the customers
+    they touch, assign IDs, build golden records and write a report (JSON + HTML).
+
+    Progress: a bar on a terminal, else one JSON line per stage on stderr.
+    """
+    from mdm.pipeline import RunInputError, run_batch
+    from mdm.runlock import run_lock
 
     try:
-        with open_store(db) as store:
-            summary = run_batch(store, model_path=model)
+        chosen = check_engine(engine)
+    except ValueError as exc:
+        fail(RunInputError(str(exc)))
+    hook, close = _stage_logger(sys.stderr.isatty())
+    try:
+        with run_lock(db, wait) as stale:
+            if stale is not None:
+                typer.secho(
+                    f"took over the stale lock of {stale.describe()}", fg=typer.colors.YELLOW, err=True
+                )
+            try:
+                store = open_store(db)
+            except MdmError as exc:
+                raise RunInputError(str(exc)) from None
+            with store:
+                summary = run_batch(
+                    store,
+                    model_path=model,
+                    full=full,
+                    dry_run=dry_run,
+                    reports_dir=reports,
+                    on_stage=hook,
+                    engine=chosen,
+                )
     except MdmError as exc:
+        close()
         fail(exc)
+    except Exception as exc:
+        close()
+        typer.secho(
+            f"error: internal error ({type(exc).__name__}); the run was rolled back",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    close()
     for line in summary.lines():
         typer.echo(line)
+
+
+@app.command(epilog="Exit codes: 0 success; 2 no such run.")
+def report(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id, or 'latest'.")] = "latest",
+    reports: Annotated[
+        Path | None, typer.Option(help="Folder of run reports (default: reports/ beside the database).")
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Print the summary of a run's report and where its JSON and HTML files are (rebuilt if missing)."""
+    from mdm.report import build_report, load_report, report_paths, summary_lines, write_report
+
+    folder = reports or db.parent / "reports"
+    try:
+        if run_id != "latest" and not run_id.isdigit():
+            raise typer.BadParameter(f"expected a run id or 'latest', got {run_id!r}")
+        with open_store(db) as store:
+            wanted = int(run_id) if run_id.isdigit() else store.query("SELECT max(run_id) FROM runs").item()
+            doc = None if wanted is None else load_report(folder, int(wanted))
+            if doc is None and wanted is not None and store.run_row(int(wanted)) is not None:
+                doc = build_report(store, int(wanted))
+                write_report(doc, folder)
+    except MdmError as exc:
+        fail(exc)
+    if doc is None:
+        typer.secho(f"error: no run {run_id}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    for line in summary_lines(doc):
+        typer.echo(line)
+    for path in report_paths(folder, int(doc["run_id"])):
+        typer.echo(f"  {path}")
 
 
 @app.command()

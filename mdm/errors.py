@@ -40,3 +40,15 @@ class RowReject:
     field: str | None
     reason: str
     source_key: str | None = None
+
+
+class NotFound(MdmError):
+    """The task, decision, request, customer or record named does not exist."""
+
+    exit_code = 5
+
+
+class Conflict(MdmError):
+    """The operation clashes with the current state (e.g. a task claimed by another steward): HTTP 409."""
+
+    exit_code = 6

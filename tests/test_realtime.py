@@ -61,7 +61,7 @@ def test_row_keys_are_the_blocking_keys(store: Store) -> None:
     index = rt.index_for(store)
     sample = index.frame.sample(300, seed=3)
     for rule in index.ruleset.blocking:
-        frame_keys = rt.block_keys(sample, rule.columns, rule.explode)
+        frame_keys = rt.block_keys(sample, rule)
         by_row = sorted(
             (key, rid)
             for row in sample.iter_rows(named=True)

@@ -221,3 +221,29 @@ def test_default_engine_never_imports_pyspark(engine: str) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_run_batch_on_spark_equals_duckdb(
+    sample_dir: Path, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The nightly run itself with ``engine="spark"``: same customers as the DuckDB engine, and a second
+    Spark run keeps every ID (nothing to change)."""
+    from mdm.pipeline import run_batch
+
+    xrefs = {}
+    for engine in ("duckdb", "spark"):
+        work = tmp_path_factory.mktemp(f"run-{engine}")
+        with Store(work / "mdm.duckdb") as store:
+            ingest_paths(store, [sample_dir], load_sources())
+            opts = {"spark": spark, "workdir": work / "spark"} if engine == "spark" else None
+            summary = run_batch(store, engine=engine, engine_opts=opts)
+            assert summary.mode == "full"
+            xrefs[engine] = store.current_xref().select("source", "source_key", "customer_id")
+            if engine == "spark":
+                again = run_batch(store, engine=engine, engine_opts=opts)
+                assert again.mode == "full"
+                assert (
+                    store.current_xref().select("source", "source_key", "customer_id").equals(xrefs[engine])
+                )
+    assert xrefs["spark"].equals(xrefs["duckdb"])

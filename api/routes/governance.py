@@ -86,7 +86,6 @@ def _run_batch(ctx: ApiContext) -> None:
         view = ctx.store.thread_view()
         try:
             summary = run_batch(view)
-            view.refresh_hmac_index()
             ctx.run_status.update(state="succeeded", run_id=summary.run_id, message=None)
         except Exception as exc:
             ctx.run_status.update(state="failed", message=mask(f"{type(exc).__name__}: {exc}")[:500])

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from mdm.matching.features import matching_frame
-from mdm.matching.predict import _tidy
+from mdm.matching.predict import tidy_pairs
 from mdm.matching.train import TrainedModel, new_linker
 
 
@@ -59,7 +59,7 @@ def explain_records(records: pl.DataFrame, rid_a: int, rid_b: int, model: Traine
     if missing:
         raise KeyError(f"records not found: {sorted(missing)}")
     scored = linker.inference.score_pair(rows[rid_a], rows[rid_b]).as_duckdbpyrelation().pl()
-    return explain(_tidy(scored, model).row(0, named=True), model)
+    return explain(tidy_pairs(scored, model).row(0, named=True), model)
 
 
 def total_weight(steps: list[Step]) -> float:

@@ -7,6 +7,7 @@ import math
 import polars as pl
 
 from matching_rules import RuleSet
+from matching_rules.models import BlockingRule
 from mdm.matching.features import matching_frame
 from mdm.matching.train import TrainedModel, new_db_api, new_linker
 
@@ -18,7 +19,7 @@ def probability_to_weight(p: float) -> float:
     return math.log2(p / (1.0 - p))
 
 
-def _tidy(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
+def tidy_pairs(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
     """Splink's output -> rid_l < rid_r, weights, gamma_<cmp> and mw_<cmp> (level weight plus TF term).
 
     Matching columns Splink retains (names, numbers) are dropped here: pairs carry no personal data.
@@ -43,6 +44,15 @@ def _tidy(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
     ).sort(PAIR_KEYS)
 
 
+def rule_keys(frame: pl.DataFrame, rule: BlockingRule, uid: str) -> pl.DataFrame:
+    """``uid`` and the rule's columns of every record, lists exploded, rows with a null dropped: the
+    equality keys of one blocking rule (nulls never block together)."""
+    keys = frame.select(uid, *rule.columns)
+    for column in rule.explode:
+        keys = keys.explode(column)
+    return keys.drop_nulls().unique()
+
+
 def blocked_pairs(frame: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
     """Candidate pairs of the rule set's blocking rules, computed with polars joins.
 
@@ -55,10 +65,7 @@ def blocked_pairs(frame: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
     uid = ruleset.unique_id_column
     parts = []
     for key, rule in enumerate(ruleset.blocking):
-        keys = frame.select(uid, *rule.columns)
-        for column in rule.explode:
-            keys = keys.explode(column)
-        keys = keys.drop_nulls().unique()
+        keys = rule_keys(frame, rule, uid)
         parts.append(
             keys.join(keys, on=rule.columns, suffix="_r")
             .filter(pl.col(uid) < pl.col(f"{uid}_r"))
@@ -85,21 +92,4 @@ def predict(records: pl.DataFrame, model: TrainedModel, min_probability: float |
     pairs = db_api.register(blocked_pairs(frame, model.ruleset).to_arrow(), table_name="blocked_pairs")
     linker.table_management.register_blocked_pairs_for_predict(pairs)
     raw = linker.inference.predict(threshold_match_probability=floor).as_duckdbpyrelation().pl()
-    return _tidy(raw, model)
-
-
-def predict_between(
-    new_records: pl.DataFrame,
-    existing_records: pl.DataFrame,
-    model: TrainedModel,
-    min_probability: float | None = None,
-) -> pl.DataFrame:
-    """Scored pairs with at least one new record (incremental runs).
-
-    Hubs and term frequencies are computed over both frames together, so a new record is scored
-    exactly as a full run would score it; pairs among existing records only are dropped.
-    """
-    both = pl.concat([existing_records, new_records], how="diagonal_relaxed").unique("rid", keep="last")
-    pairs = predict(both, model, min_probability)
-    new_ids = new_records["rid"].implode()
-    return pairs.filter(pl.col("rid_l").is_in(new_ids) | pl.col("rid_r").is_in(new_ids))
+    return tidy_pairs(raw, model)

@@ -21,10 +21,11 @@ import polars as pl
 from splink.internals import realtime as splink_realtime
 
 from matching_rules import RuleSet
+from matching_rules.models import BlockingRule
 from mdm.errors import MdmError
 from mdm.matching.explain import level_labels
 from mdm.matching.features import base_frame, find_hubs, matching_frame
-from mdm.matching.predict import _tidy
+from mdm.matching.predict import rule_keys, tidy_pairs
 from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
 
@@ -49,13 +50,11 @@ def tf_columns(model: TrainedModel) -> list[str]:
     return sorted(found)
 
 
-def block_keys(frame: pl.DataFrame, columns: list[str], explode: Iterable[str]) -> pl.DataFrame:
+def block_keys(frame: pl.DataFrame, rule: BlockingRule) -> pl.DataFrame:
     """``key, rid`` of one blocking rule: its columns joined into one string, lists exploded, nulls out."""
-    keys = frame.select("rid", *columns)
-    for column in explode:
-        keys = keys.explode(column)
-    joined = pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator=KEY_SEPARATOR)
-    return keys.select(joined.alias("key"), "rid").drop_nulls().unique().sort("key", "rid")
+    joined = pl.concat_str([pl.col(c).cast(pl.String) for c in rule.columns], separator=KEY_SEPARATOR)
+    keys = rule_keys(frame, rule, "rid")
+    return keys.select(joined.alias("key"), "rid").unique().sort("key", "rid")
 
 
 def row_keys(values: Mapping[str, Any], columns: list[str]) -> list[str]:
@@ -139,9 +138,9 @@ class Index:
         at = self.positions.search_sorted(pl.Series(ids, dtype=pl.Int64), "left").to_numpy()
         rows = self.frame[at] if len(at) else self.frame.clear()
         if not self.extra.is_empty() and wanted_all:
-            hits = pl.concat(
-                [block_keys(self.extra, r.columns, r.explode) for r in self.ruleset.blocking]
-            ).filter(pl.col("key").is_in(wanted_all) & ~pl.col("rid").is_in(list(exclude)))
+            hits = pl.concat([block_keys(self.extra, r) for r in self.ruleset.blocking]).filter(
+                pl.col("key").is_in(wanted_all) & ~pl.col("rid").is_in(list(exclude))
+            )
             rows = pl.concat([rows, self.extra.filter(pl.col("rid").is_in(hits["rid"].implode()))])
         return rows
 
@@ -155,7 +154,7 @@ class Index:
 def _blocks(frame: pl.DataFrame, ruleset: RuleSet) -> list[tuple[pl.Series, np.ndarray]]:
     out = []
     for rule in ruleset.blocking:
-        keys = block_keys(frame, rule.columns, rule.explode)
+        keys = block_keys(frame, rule)
         out.append((keys["key"], keys["rid"].to_numpy()))
     return out
 
@@ -287,7 +286,7 @@ def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataF
     con.register("rt_in", rows.to_arrow())
     con.execute(f"INSERT INTO {_ROWS} SELECT * FROM rt_in")
     con.unregister("rt_in")
-    return _tidy(con.execute("EXECUTE score").pl(), index.model)
+    return tidy_pairs(con.execute("EXECUTE score").pl(), index.model)
 
 
 def _standard_frame(fields: Mapping[str, Any], rid: int) -> pl.DataFrame:

@@ -19,15 +19,13 @@ import hmac
 import os
 import secrets
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-import duckdb
 import polars as pl
 
 from mdm.errors import MdmError
+from mdm.store.base import StoreBase
 from mdm.store.connection import DB_ALIAS
 
 API_DDL: list[str] = [
@@ -114,19 +112,8 @@ def index_digest(key: bytes, kind: str, value: str) -> str:
 _ENV = {"audit": "MDM_AUDIT_KEY", "index": "MDM_INDEX_KEY", "pepper": "MDM_APIKEY_PEPPER"}
 
 
-class ApiRepo:
+class ApiRepo(StoreBase):
     """Store methods of the HTTP API (keys, audit, identifier index, point reads)."""
-
-    con: duckdb.DuckDBPyConnection
-    path: Path
-
-    if TYPE_CHECKING:
-
-        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
-
-        def query(
-            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
-        ) -> pl.DataFrame: ...
 
     # ----- schema, secrets, threads ---------------------------------------------------
 
@@ -154,7 +141,7 @@ class ApiRepo:
         view = copy.copy(self)
         view.con = self.con.cursor()
         view.con.execute(f"USE {DB_ALIAS}")
-        view._in_tx = False  # type: ignore[attr-defined]
+        view._in_tx = False
         return view
 
     # ----- API keys ----------------------------------------------------------------------

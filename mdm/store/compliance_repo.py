@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import duckdb
 import polars as pl
 
 from mdm.errors import MdmError
+from mdm.store.base import StoreBase
 
 COMPLIANCE_DDL: list[str] = [
     "CREATE SEQUENCE IF NOT EXISTS export_seq START 1",
@@ -64,18 +62,8 @@ COMPLIANCE_DDL: list[str] = [
 ]
 
 
-class ComplianceRepo:
+class ComplianceRepo(StoreBase):
     """Store methods for export audit, webhook subscriptions and the delivery log."""
-
-    con: duckdb.DuckDBPyConnection
-
-    if TYPE_CHECKING:
-
-        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
-
-        def query(
-            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
-        ) -> pl.DataFrame: ...
 
     # ----- secrets ----------------------------------------------------------------
 
@@ -198,34 +186,8 @@ class ComplianceRepo:
         )
 
 
-class _BoundCompliance(ComplianceRepo):
-    """ComplianceRepo over an existing store's connection (until Store mixes ComplianceRepo in)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.con = store.con
-        self._parquet_key = getattr(store, "_parquet_key", None)
-
-    @contextmanager
-    def _tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._store.transaction() as con:
-            yield con
-
-    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        """The store's transaction."""
-        return self._tx()
-
-    def query(self, sql: str, params: Sequence[object] | dict[str, object] | None = None) -> pl.DataFrame:
-        """The store's read query."""
-        result: pl.DataFrame = self._store.query(sql, params)
-        return result
-
-
 def compliance_repo(store: Any) -> ComplianceRepo:
-    """The store itself when it mixes in ComplianceRepo, else a bound repo (tables created on first use)."""
-    if isinstance(store, ComplianceRepo):
-        return store
-    with store.transaction() as con:
-        for stmt in COMPLIANCE_DDL:
-            con.execute(stmt)
-    return _BoundCompliance(store)
+    """The store's compliance methods (every ``Store`` mixes them in)."""
+    if not isinstance(store, ComplianceRepo):
+        raise TypeError(f"{type(store).__name__} is not a store with compliance tables")
+    return store

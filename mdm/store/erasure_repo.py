@@ -13,11 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -44,6 +40,7 @@ from mdm.erasure import (
 from mdm.errors import MdmError, RowReject
 from mdm.privacy import mask
 from mdm.store.connection import DB_ALIAS, _quote
+from mdm.store.golden_repo import GoldenRepo
 
 ERASURE_DDL: list[str] = [
     "CREATE SEQUENCE IF NOT EXISTS tombstone_seq START 1",
@@ -100,23 +97,8 @@ _LATEST_OWNER = """SELECT rid, customer_id FROM xref
     QUALIFY row_number() OVER (PARTITION BY rid ORDER BY valid_from_run DESC, valid_from DESC) = 1"""
 
 
-class ErasureRepo:
+class ErasureRepo(GoldenRepo):
     """Store methods for erasure requests, AML holds, tombstones and re-arrival checks."""
-
-    con: duckdb.DuckDBPyConnection
-    path: Path
-
-    if TYPE_CHECKING:
-
-        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
-
-        def query(
-            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
-        ) -> pl.DataFrame: ...
-
-        def resolve_customer_id(self, customer_id: str) -> str | None: ...
-
-        def customers_frame(self) -> pl.DataFrame: ...
 
     # ----- keys and hashes --------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ import duckdb
 import polars as pl
 
 from mdm.errors import MdmError
+from mdm.store.base import StoreBase
 
 if TYPE_CHECKING:
     from golden_record.assign import AssignResult
@@ -118,18 +118,8 @@ SELECT c.customer_id, c.status, c.seq FROM chain JOIN customers c ON c.customer_
 ORDER BY chain.depth DESC LIMIT 1"""
 
 
-class GoldenRepo:
+class GoldenRepo(StoreBase):
     """Store methods for the golden-record tables."""
-
-    con: duckdb.DuckDBPyConnection
-
-    if TYPE_CHECKING:
-
-        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
-
-        def query(
-            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
-        ) -> pl.DataFrame: ...
 
     # ----- runs -------------------------------------------------------------------
 
@@ -224,7 +214,12 @@ class GoldenRepo:
             WHERE kind = 'record' AND revoked_at IS NULL AND rid IN (SELECT rid FROM s)""",
             [list(rids)],
         )["customer_id"].to_list()
-        live = sorted({self.resolve_customer_id(c) or c for c in touched})
+        retired = self.query(
+            "SELECT customer_id FROM customers WHERE merged_into IS NOT NULL AND customer_id IN (SELECT unnest(?::VARCHAR[]))",
+            [touched],
+        )["customer_id"].to_list()
+        successors = {c: self.resolve_customer_id(c) or c for c in retired}
+        live = sorted({successors.get(c, c) for c in touched})
         members = self.query(
             """SELECT rid FROM xref WHERE valid_to_run IS NULL AND customer_id IN (SELECT unnest(?::VARCHAR[]))""",
             [live],

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
-
-import duckdb
 import polars as pl
+
+from mdm.store.review_repo import ReviewRepo
 
 MATCH_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS match_pairs (
@@ -40,21 +37,12 @@ def _with_detail(pairs: pl.DataFrame) -> pl.DataFrame:
     return pairs.select(*PAIR_COLUMNS, detail.alias("detail"))
 
 
-class MatchRepo:
+class MatchRepo(ReviewRepo):
     """Store methods for scored pairs: the latest run's pairs (for explanation) and every run's review band."""
 
-    con: duckdb.DuckDBPyConnection
-
-    if TYPE_CHECKING:
-
-        def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
-
-        def query(
-            self, sql: str, params: Sequence[object] | dict[str, object] | None = None
-        ) -> pl.DataFrame: ...
-
     def save_match_result(self, run_id: int, pairs: pl.DataFrame, review: pl.DataFrame) -> None:
-        """Replace the kept pairs with this run's, and append this run's review band."""
+        """Replace the kept pairs with this run's, append this run's review band and turn it into steward
+        tasks (see ``ReviewRepo.sync_review_tasks``), all in one transaction."""
         with self.transaction() as con:
             con.register("new_pairs", _with_detail(pairs).to_arrow())
             con.register("new_review", _with_detail(review).to_arrow())
@@ -63,6 +51,7 @@ class MatchRepo:
             con.execute("INSERT INTO review_pairs SELECT ?, * FROM new_review", [run_id])
             con.unregister("new_pairs")
             con.unregister("new_review")
+            self.sync_review_tasks(run_id, pairs, review)
 
     def scored_pair(self, rid_a: int, rid_b: int) -> dict[str, object] | None:
         """The latest run's score of a pair, if it was scored."""

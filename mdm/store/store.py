@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from mdm.store.connection import open_database
 from mdm.store.erasure_repo import ERASURE_DDL, ErasureRepo
 from mdm.store.golden_repo import GOLDEN_DDL, GoldenRepo
 from mdm.store.match_repo import MATCH_DDL, MatchRepo
+from mdm.store.review_repo import REVIEW_DDL, ReviewRepo
+from mdm.store.run_repo import RUN_DDL, RunRepo
 from mdm.store.schema import DDL, RECORD_COLUMNS
 
 
@@ -50,7 +51,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo, ApiRepo):
+class Store(MatchRepo, ReviewRepo, ErasureRepo, GoldenRepo, RunRepo, ComplianceRepo, ApiRepo):
     """DuckDB-backed store of source records, batches and everything derived from them."""
 
     def __init__(self, path: Path | str, key: str | None = None, read_only: bool = False) -> None:
@@ -74,30 +75,10 @@ class Store(GoldenRepo, MatchRepo, ErasureRepo, ComplianceRepo, ApiRepo):
 
     def _migrate(self) -> None:
         with self.transaction():
-            for stmt in DDL + GOLDEN_DDL + MATCH_DDL + ERASURE_DDL + COMPLIANCE_DDL + API_DDL:
+            for stmt in (
+                DDL + GOLDEN_DDL + MATCH_DDL + RUN_DDL + ERASURE_DDL + COMPLIANCE_DDL + API_DDL + REVIEW_DDL
+            ):
                 self.con.execute(stmt)
-
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All or nothing: an exception inside rolls every statement back."""
-        if self._in_tx:
-            yield self.con
-            return
-        self.con.execute("BEGIN TRANSACTION")
-        self._in_tx = True
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        else:
-            self.con.execute("COMMIT")
-        finally:
-            self._in_tx = False
-
-    def query(self, sql: str, params: Sequence[object] | dict[str, object] | None = None) -> pl.DataFrame:
-        """Run a read-only query and return a polars frame."""
-        return self.con.execute(sql, params).pl()
 
     # ----- ingest -----------------------------------------------------------------
 
