@@ -16,7 +16,7 @@ from api.errors import RequestIdMiddleware, TokenBucket, install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
 from api.models import ERROR_RESPONSES
 from api.policy import Policy, load_policy
-from api.routes import governance, lookup, ops, realtime
+from api.routes import governance, lookup, ops, realtime, steward, steward_page
 
 DESCRIPTION = """Golden-ID lookup, change feed, real-time match and upsert for other systems.
 
@@ -75,6 +75,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware, max_body=chosen.limits.max_body_bytes)
     app.mount(ops.STATIC, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
-    for module in (ops, lookup, realtime, governance):
+    app.mount(steward_page.STATIC_URL, StaticFiles(directory=steward_page.STATIC_DIR), name="steward-static")
+    for module in (ops, lookup, realtime, governance, steward, steward_page):
         app.include_router(module.router)
     return app
