@@ -1,4 +1,4 @@
-"""``python -m benchmarks quality|speed|incremental|api [--suite NAME] [--size 100k|1m] [--smoke]``.
+"""``python -m benchmarks quality|speed|incremental|api|labels [--suite NAME] [--size 100k|1m] [--smoke] [--db DB]``.
 
 Runs a suite, writes one JSON result under bench_out/results (machine, versions, git commit, every
 figure) and, for quality and speed, a Markdown + HTML report under bench_out/reports, and prints a short
@@ -20,7 +20,8 @@ from benchmarks.report import write_report
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("kind", choices=["quality", "speed", "incremental", "api"])
+    parser.add_argument("kind", choices=["quality", "speed", "incremental", "api", "labels"])
+    parser.add_argument("--db", type=Path, help="labels: the store whose steward decisions are the labels")
     parser.add_argument("--suite", action="append", help="quality suite to run (repeatable; default all)")
     parser.add_argument("--size", default="100k", help="speed: 100k, 1m or both as 100k,1m")
     parser.add_argument(
@@ -38,7 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> tuple[Path, list[Path], dict[str, Any]]:
     """Run the chosen suite; returns the result JSON, the report paths and the result."""
     t0 = time.perf_counter()
-    if args.kind == "api":
+    if args.kind == "labels":
+        from benchmarks import labels
+
+        if args.db is None:
+            raise SystemExit("labels needs --db: the store holding the steward decisions")
+        result = labels.run(args.db)
+    elif args.kind == "api":
         from benchmarks import api_latency
 
         result = api_latency.run(args.size, smoke=args.smoke)
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> tuple[Path, list[Path], dict[str, Any]]:
     from json import loads
 
     body = loads(path.read_text())
-    if args.kind in ("incremental", "api"):
+    if args.kind in ("incremental", "api", "labels"):
         return path, [], body
     md, html = write_report(args.kind, body, path.stem)
     return path, [md, html], body
@@ -78,6 +85,12 @@ def run(args: argparse.Namespace) -> tuple[Path, list[Path], dict[str, Any]]:
 
 def summary(kind: str, result: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
+    if kind == "labels":
+        return [
+            f"{result['labels']} steward labels ({result['match_labels']} match): at p >= {a['threshold']} "
+            f"precision {a['precision']:.3f} recall {a['recall']:.3f} F1 {a['f1']:.3f}"
+            for a in result["at"]
+        ]
     if kind == "api":
         return [
             f"{result['size']}: {r['endpoint']:<8} offered {r['offered_rps']}/s achieved {r['achieved_rps']}/s "

@@ -1,4 +1,4 @@
-"""``mdm bench quality|speed|incremental|api``: the benchmark suites from the command line.
+"""``mdm bench quality|speed|incremental|api|labels``: the benchmark suites from the command line.
 
 A thin front to ``python -m benchmarks`` (same options, same JSON results under ``bench_out/results`` and
 reports under ``bench_out/reports``); timings are reported, never asserted.
@@ -54,3 +54,11 @@ def incremental(size: Size = "1m", smoke: Smoke = False) -> None:
 def api(size: Size = "100k", smoke: Smoke = False) -> None:
     """API latency under open-loop load: xref lookup, customer read, real-time match."""
     _run(["api", "--size", size, *(["--smoke"] if smoke else [])])
+
+
+@bench_app.command("labels")
+def labels(
+    db: Annotated[str, typer.Option(help="The store whose steward decisions are the labels.")],
+) -> None:
+    """The model's precision and recall against the stewards' match / no-match decisions."""
+    _run(["labels", "--db", db])

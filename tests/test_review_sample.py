@@ -54,6 +54,7 @@ class Reviewed:
     after: Scores
     requeued: pl.DataFrame
     labels: pl.DataFrame
+    db: Path
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,9 @@ def reviewed(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Revi
         after = scores(store, sample_dir)
         requeued = steward.list_tasks(store, limit=100_000)
         labels = steward.labels(store)
-    return Reviewed(band, first.review_pairs, queue, answers, before, after, requeued, labels)
+    return Reviewed(
+        band, first.review_pairs, queue, answers, before, after, requeued, labels, tmp / "s.duckdb"
+    )
 
 
 def test_queue_holds_the_review_band(reviewed: Reviewed) -> None:
@@ -98,3 +101,22 @@ def test_answers_raise_quality_without_false_merges(reviewed: Reviewed, figure: 
 
 def test_decided_pairs_do_not_come_back(reviewed: Reviewed) -> None:
     assert reviewed.requeued.join(reviewed.queue, on=["rid_l", "rid_r"], how="semi").height == 0
+
+
+def test_labels_suite_scores_the_decided_pairs_as_batch_did(reviewed: Reviewed) -> None:
+    from benchmarks import labels as suite
+
+    result = suite.run(reviewed.db)
+    assert result["labels"] == reviewed.answers.height
+    assert result["match_labels"] == int((reviewed.answers["answer"] == "match").sum())
+    with Store(reviewed.db) as store:
+        scored = suite.scored_labels(store)
+    band = reviewed.band.select("rid_l", "rid_r", pl.col("match_probability").alias("batch"))
+    both = scored.join(band, on=["rid_l", "rid_r"])
+    assert both.height == scored.height
+    assert (both["match_probability"] - both["batch"]).abs().max() < 1e-9
+    at_half, at_upper = result["at"]
+    assert at_upper["true_positives"] + at_upper["false_positives"] == 0
+    expected_tp = both.filter(pl.col("label") & (pl.col("batch") >= 0.5)).height
+    assert at_half["true_positives"] == expected_tp
+    assert 0.0 <= at_half["precision"] <= 1.0 and 0.0 < at_half["recall"] <= 1.0
