@@ -29,7 +29,7 @@ def quality(
     suite: Annotated[
         list[str] | None,
         typer.Option(
-            help="Suite to run (repeatable): sample, generated_10k, generated_100k, febrl3, febrl4, historical_50k."
+            help="Suite to run (repeatable): sample, generated_10k, generated_100k, febrl3, febrl4, historical_50k (the default set), or generated_1m (opt-in: longer than the rest together)."
         ),
     ] = None,
     smoke: Smoke = False,
