@@ -93,9 +93,14 @@ def summary(kind: str, result: dict[str, Any]) -> list[str]:
         ]
     if kind == "api":
         return [
-            f"{result['size']}: {r['endpoint']:<8} offered {r['offered_rps']}/s achieved {r['achieved_rps']}/s "
+            f"{result['size']}: {r['endpoint']:<8} max {r['max_rps']}/s; offered {r['offered_rps']}/s achieved {r['achieved_rps']}/s "
             f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms (target p99 < {r['target_p99_ms']} ms) {r['statuses']}"
             for r in result["results"]
+        ] + [
+            f"{result['size']}: {ep:<8} wrk {w['connections']} connections: {w.get('rps')}/s p50 {w.get('p50_ms')} ms "
+            f"p99 {w.get('p99_ms')} ms"
+            for ep, runs in (result["wrk"] if isinstance(result["wrk"], dict) else {}).items()
+            for w in runs
         ]
     if kind == "incremental":
         q = result.get("quality", {})

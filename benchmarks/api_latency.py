@@ -26,10 +26,14 @@ import numpy as np
 from benchmarks.common import OUT, SIZES
 
 #: endpoint -> (requests per second, seconds) of the open-loop phase.
-SCHEDULE = {"xref": (1000, 10.0), "customer": (1000, 10.0), "match": (50, 10.0)}
+SCHEDULE = {"xref": (1000, 5.0), "customer": (1000, 5.0), "match": (20, 5.0)}
 SMOKE_SCHEDULE = {"xref": (50, 1.0), "customer": (50, 1.0), "match": (5, 1.0)}
 TARGETS_MS = {"xref": 10.0, "customer": 10.0, "match": 50.0}
 SAMPLE = 2000
+#: A request still unanswered after this long counts as failed (status 0) and its latency as this.
+REQUEST_TIMEOUT = 5.0
+#: Closed-loop probe of the most each endpoint can serve: concurrent callers, seconds.
+PROBE = (8, 5.0)
 
 
 def free_port() -> int:
@@ -107,6 +111,40 @@ def start_server(db: Path, port: int, token: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
+async def call(client: httpx.AsyncClient, endpoint: str, item: Any) -> int:
+    """One request; its status, or 0 when it failed or timed out."""
+    try:
+        if endpoint == "match":
+            r = await client.post("/v1/match", json=item)
+        else:
+            r = await client.get(item)
+    except httpx.HTTPError:
+        return 0
+    return r.status_code
+
+
+async def closed_loop(client: httpx.AsyncClient, endpoint: str, items: list[Any]) -> dict[str, Any]:
+    """The most the server answers: ``PROBE`` callers, each sending its next request on an answer."""
+    callers, seconds = PROBE
+    rng = random.Random(3)
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await call(client, endpoint, items[rng.randrange(len(items))])
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return {
+        "endpoint": endpoint,
+        "callers": callers,
+        "max_rps": round(done / (time.perf_counter() - start), 1),
+    }
+
+
 async def open_loop(
     client: httpx.AsyncClient, endpoint: str, items: list[Any], rate: int, seconds: float
 ) -> dict[str, Any]:
@@ -118,13 +156,9 @@ async def open_loop(
     start = time.perf_counter() + 0.2
 
     async def one(i: int, due: float) -> None:
-        item = items[rng.randrange(len(items))]
-        if endpoint == "match":
-            r = await client.post("/v1/match", json=item)
-        else:
-            r = await client.get(item)
+        code = await call(client, endpoint, items[rng.randrange(len(items))])
         latencies[i] = time.perf_counter() - due
-        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        statuses[code] = statuses.get(code, 0) + 1
 
     tasks = []
     for i in range(n):
@@ -156,12 +190,69 @@ async def drive(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
     ) as client:
-        warm = await client.post("/v1/match", json=work["match"][0])  # builds the real-time index
+        warm = await client.post("/v1/match", json=work["match"][0], timeout=600)  # builds the index
         if warm.status_code != 200:
             raise RuntimeError(f"match warm-up failed: {warm.status_code} {warm.text[:300]}")
-        return [await open_loop(client, ep, work[ep], rate, secs) for ep, (rate, secs) in schedule.items()]
+        results = []
+        for ep, (rate, secs) in schedule.items():
+            probe = await closed_loop(client, ep, work[ep])
+            await asyncio.sleep(1.0)
+            results.append({**await open_loop(client, ep, work[ep], rate, secs), "max_rps": probe["max_rps"]})
+            await asyncio.sleep(1.0)
+        return results
+
+
+WRK_SCRIPT = """
+local paths = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n %% #paths) + 1], {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def _ms(text: str) -> float:
+    """A wrk duration (``812.00us``, ``3.21ms``, ``1.02s``) in milliseconds."""
+    for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def wrk_run(
+    port: int, token: str, paths: list[str], connections: int, seconds: int, folder: Path
+) -> dict[str, Any]:
+    """Closed-loop load from ``wrk`` (C, one thread): throughput and latency percentiles for GET paths."""
+    script = folder / "paths.lua"
+    script.write_text(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), token))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures: dict[str, Any] = {"connections": connections, "seconds": seconds}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            figures[f"p{parts[0].rstrip('%')}_ms"] = round(_ms(parts[1]), 2)
+        elif "Non-2xx" in line:
+            figures["non_2xx"] = int(parts[-1])
+    return figures
 
 
 def run(size: str = "100k", smoke: bool = False) -> dict[str, Any]:
@@ -173,8 +264,14 @@ def run(size: str = "100k", smoke: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     server = start_server(db, port, token)
     startup = time.perf_counter() - t0
+    wrk: dict[str, Any] = {}
     try:
         results = asyncio.run(drive(port, token, work, SMOKE_SCHEDULE if smoke else SCHEDULE))
+        if shutil.which("wrk"):
+            for endpoint in ("xref", "customer"):
+                wrk[endpoint] = [
+                    wrk_run(port, token, work[endpoint], c, 2 if smoke else 8, db.parent) for c in (1, 8, 32)
+                ]
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -184,5 +281,6 @@ def run(size: str = "100k", smoke: bool = False) -> dict[str, Any]:
         "server_startup_seconds": round(startup, 1),
         "sampled_customers": customers,
         "results": results,
+        "wrk": wrk or "wrk not installed (apt-get install wrk)",
         "load_generator": "httpx.AsyncClient, open loop, same machine (2 cores shared with the server)",
     }
