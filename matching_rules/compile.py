@@ -12,7 +12,7 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.comparison_creator import ComparisonCreator
 from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
-from matching_rules.models import BlockingRule, Comparison, Level, RuleSet
+from matching_rules.models import BlockingRule, Comparison, Guard, Level, RuleSet
 
 #: Dialect the rule set's own SQL snippets are written in; Splink translates them for other backends.
 BASE_DIALECT = "duckdb"
@@ -103,3 +103,24 @@ def input_columns(ruleset: RuleSet) -> list[str]:
             cols.update(level.columns)
             cols.update(_SQL_COLUMN.findall(f"{level.sql or ''} {level.also or ''}"))
     return sorted(cols)
+
+
+def gamma_values(comparison: Comparison) -> dict[str, int]:
+    """Level label -> Splink's comparison vector value (non-null levels numbered from the top down)."""
+    scored = [lv for lv in comparison.levels if lv.kind != "null"]
+    return {lv.label: len(scored) - 1 - rank for rank, lv in enumerate(scored)}
+
+
+def guard_sql(ruleset: RuleSet, guard: Guard) -> str:
+    """A SQL condition on a scored pair's ``gamma_<comparison>`` columns: true when the guard holds."""
+    values = {c.name: gamma_values(c) for c in ruleset.comparisons}
+
+    def among(name: str, labels: list[str]) -> str:
+        codes = ", ".join(str(values[name][label]) for label in labels)
+        return f"gamma_{name} IN ({codes})"
+
+    when = " AND ".join(among(name, labels) for name, labels in guard.when.items())
+    if not guard.unless:
+        return f"({when})"
+    unless = " OR ".join(among(name, labels) for name, labels in guard.unless.items())
+    return f"({when}) AND NOT ({unless})"

@@ -90,6 +90,13 @@ class Training(BaseModel):
     prior_rules: list[BlockingRule]
     prior_recall: float = Field(gt=0, le=1)
     u_max_pairs: float = Field(gt=0)
+    u_rounds: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="rounds re-estimating u on the random pairs, each pair weighted by the model's "
+        "probability that it is not a match (removes true matches from u on small data)",
+    )
     em_blocking: list[BlockingRule] = Field(min_length=1)
     m_floor: float = Field(
         default=0.01,
@@ -125,6 +132,22 @@ class Hubs(BaseModel):
     columns: list[str] = Field(description="standardized columns whose values are checked for hubs")
 
 
+class Guard(BaseModel):
+    """A decision rule over comparison levels: a pair whose levels meet `when` (every comparison named, at
+    one of its levels) and none of `unless` (any comparison at one of its levels) is never linked
+    automatically, however high the model scores it: its probability is capped at `max_probability`,
+    so it goes to a steward. For evidence the model's independence assumption over-counts (a household
+    shares a mobile AND an address)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    rationale: str
+    when: dict[str, list[str]] = Field(min_length=1, description="comparison -> level labels; all must hold")
+    unless: dict[str, list[str]] = Field(default_factory=dict, description="comparison -> level labels; any")
+    max_probability: float = Field(gt=0, lt=1)
+
+
 class RuleSet(BaseModel):
     """A whole declarative rule set (one entity kind)."""
 
@@ -138,6 +161,7 @@ class RuleSet(BaseModel):
     comparisons: list[Comparison] = Field(min_length=1)
     training: Training
     thresholds: Thresholds
+    guards: list[Guard] = Field(default_factory=list, description="pairs sent to review whatever their score")
     conflict_columns: list[str] = Field(
         default_factory=lambda: ["id_type_std", "id_number_std", "id_valid"],
         description="type, number and validity columns: two valid numbers of one type never cluster",
@@ -148,4 +172,18 @@ class RuleSet(BaseModel):
         names = [c.name for c in self.comparisons]
         if len(set(names)) != len(names):
             raise ValueError("comparison names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _guards_name_levels(self) -> RuleSet:
+        labels = {c.name: {lv.label for lv in c.levels if lv.kind != "null"} for c in self.comparisons}
+        for guard in self.guards:
+            if not self.thresholds.lower <= guard.max_probability < self.thresholds.upper:
+                raise ValueError(f"guard {guard.label!r}: max_probability must be in [lower, upper)")
+            for name, wanted in (guard.when | guard.unless).items():
+                if name not in labels:
+                    raise ValueError(f"guard {guard.label!r}: no comparison {name!r}")
+                unknown = sorted(set(wanted) - labels[name])
+                if unknown or not wanted:
+                    raise ValueError(f"guard {guard.label!r}: comparison {name!r} has no level {unknown}")
         return self

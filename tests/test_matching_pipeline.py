@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+import splink.comparison_library as cl
+from splink.internals import expectation_maximisation as splink_em
 
 from matching_rules import RuleSet, load_ruleset
 from mdm.matching.cluster import cluster, id_conflicts, review_pairs
 from mdm.matching.explain import explain, explain_records, format_waterfall, total_weight
 from mdm.matching.predict import predict
-from mdm.matching.train import TrainedModel, data_version, train
+from mdm.matching.train import TrainedModel, clamped_em_updates, data_version, random_pairs, train
 
 SURNAMES = [("张", "zhang"), ("王", "wang"), ("李", "li"), ("刘", "liu"), ("陈", "chen"), ("杨", "yang")]
 GIVEN = [
@@ -168,3 +171,51 @@ def test_explain_sums_to_the_pair_weight(records: pl.DataFrame, model: TrainedMo
     assert "total" in format_waterfall(steps)
     again = explain_records(records.drop("person"), row["rid_l"], row["rid_r"], model)
     assert total_weight(again) == pytest.approx(row["match_weight"], abs=1e-6)
+
+
+def _level(model: TrainedModel, comparison: str, label: str) -> dict[str, Any]:
+    found = next(c for c in model.splink_settings["comparisons"] if c["output_column_name"] == comparison)
+    return next(lv for lv in found["comparison_levels"] if lv.get("label_for_charts") == label)
+
+
+def test_posterior_u_takes_true_matches_out_of_u(records: pl.DataFrame, ruleset: RuleSet) -> None:
+    """Every person here has 2-3 records sharing a mobile, and no two persons share one: the random
+    pairs sharing a mobile are all true matches, so u of that level falls to the one-pair floor, while
+    levels with term-frequency adjustments keep Splink's sampled u."""
+    plain_rules = ruleset.model_copy(update={"training": ruleset.training.model_copy(update={"u_rounds": 0})})
+    plain = train(records.drop("person"), plain_rules, seed=7)
+    fixed = train(records.drop("person"), ruleset, seed=7)
+    floor = 1.0 / ruleset.training.u_max_pairs
+    before = _level(plain, "mobile", "shares a private mobile")["u_probability"]
+    after = _level(fixed, "mobile", "shares a private mobile")["u_probability"]
+    assert before > 20 * floor
+    assert after == pytest.approx(floor)
+    for label in ("hanzi exact", "romanized equal (one side without hanzi, any order)"):
+        assert _level(fixed, "name", label)["u_probability"] == _level(plain, "name", label)["u_probability"]
+
+
+@pytest.mark.parametrize(("ids", "count"), [(10, 45), (10, 20), (2_000, 5_000)])
+def test_random_pairs_are_distinct_ordered_and_seeded(ids: int, count: int) -> None:
+    rids = pl.Series("rid", range(100, 100 + ids), pl.Int64)
+    pairs = random_pairs(rids, count, seed=3)
+    assert pairs.height == count
+    assert (pairs["join_key_l"] < pairs["join_key_r"]).all()
+    assert pairs.select("join_key_l", "join_key_r").is_unique().all()
+    assert pairs["join_key_l"].is_in(rids.implode()).all() and pairs["join_key_r"].is_in(rids.implode()).all()
+    assert pairs.equals(random_pairs(rids, count, seed=3))
+    assert not pairs.equals(random_pairs(rids, count, seed=4)) or count == ids * (ids - 1) // 2
+
+
+@pytest.mark.parametrize(("estimate", "expected"), [(0.0, 1e-300), (0.25, 0.25)])
+def test_em_estimates_of_zero_are_clamped_not_fatal(estimate: float, expected: float) -> None:
+    """Splink 5 refuses an m of exactly 0, which EM reaches when every pair at a level scores as a
+    non-match; inside training's guard the value is lifted to Splink's minimum instead."""
+    level = cl.ExactMatch("x").get_comparison("duckdb")._comparison_levels_excluding_null[0]
+    lookup = {"x": {level.comparison_vector_value: {"m_probability": estimate, "u_probability": 0.5}}}
+    if estimate == 0.0:
+        with pytest.raises(ValueError, match="below the minimum"):
+            splink_em.populate_m_u_from_lookup({"u"}, level, "x", lookup)
+    with clamped_em_updates():
+        splink_em.populate_m_u_from_lookup({"u"}, level, "x", lookup)
+    assert level.m_probability == expected
+    assert splink_em.populate_m_u_from_lookup.__name__ == "populate_m_u_from_lookup"

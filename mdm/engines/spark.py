@@ -29,6 +29,7 @@ import polars as pl
 from matching_rules import RuleSet
 from mdm.engines import settings_for_dialect
 from mdm.matching.features import matching_frame
+from mdm.matching.predict import apply_guards
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -192,7 +193,7 @@ def predict_spark(
         out = folder / "pairs.parquet"
         scored.selectExpr(*tidy_sql(ruleset)).write.mode("overwrite").parquet(str(out))
         pairs = pl.read_parquet(out / "*.parquet").sort("rid_l", "rid_r")
-    return pairs
+    return apply_guards(pairs, ruleset)
 
 
 def train_spark(

@@ -47,7 +47,19 @@ def explain(pair: dict[str, Any], model: TrainedModel) -> list[Step]:
         gamma = int(pair[f"gamma_{comparison.name}"])
         label = labels[comparison.name].get(gamma, str(gamma))
         steps.append(Step(comparison.name, label, float(pair[f"mw_{comparison.name}"])))
+    held = float(pair.get("mw_guard") or 0.0)
+    if held:
+        hit = [
+            g.label for g in model.ruleset.guards if math.isclose(held, _guard_term(pair, g.max_probability))
+        ]
+        steps.append(Step("guard", hit[0] if hit else "held for review by a rule-set guard", held))
     return steps
+
+
+def _guard_term(pair: dict[str, Any], cap: float) -> float:
+    """The guard term a guard capping at `cap` gives this pair (to name the guard that bit)."""
+    capped = math.log2(cap / (1.0 - cap))
+    return capped - (float(pair["match_weight"]) - float(pair["mw_guard"]))
 
 
 def explain_records(records: pl.DataFrame, rid_a: int, rid_b: int, model: TrainedModel) -> list[Step]:

@@ -7,6 +7,7 @@ import math
 import polars as pl
 
 from matching_rules import RuleSet
+from matching_rules.compile import guard_sql
 from matching_rules.models import BlockingRule
 from mdm.matching.features import matching_frame
 from mdm.matching.train import TrainedModel, new_db_api, new_linker
@@ -34,7 +35,7 @@ def tidy_pairs(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
         weights.append(mw.alias(f"mw_{name}"))
     lo = pl.min_horizontal(f"{uid}_l", f"{uid}_r")
     hi = pl.max_horizontal(f"{uid}_l", f"{uid}_r")
-    return raw.select(
+    tidy = raw.select(
         lo.cast(pl.Int64).alias("rid_l"),
         hi.cast(pl.Int64).alias("rid_r"),
         pl.col("match_weight").cast(pl.Float64),
@@ -42,6 +43,32 @@ def tidy_pairs(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
         *[pl.col(f"gamma_{n}").cast(pl.Int8) for n in names],
         *weights,
     ).sort(PAIR_KEYS)
+    return apply_guards(tidy, model.ruleset)
+
+
+def apply_guards(pairs: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
+    """Cap the pairs a rule-set guard holds for at the guard's ``max_probability`` (so they go to review).
+
+    The cap is an explicit ``mw_guard`` term (0 when no guard bites), so the weights still add up to
+    ``match_weight`` and the waterfall shows why the pair was held back. No-op without guards.
+    """
+    if not ruleset.guards or pairs.is_empty():
+        return pairs
+    weight = pl.col("match_weight")
+    terms = [
+        pl.when(pl.sql_expr(guard_sql(ruleset, guard)) & (weight > cap)).then(cap - weight).otherwise(0.0)
+        for guard in ruleset.guards
+        for cap in [math.log2(guard.max_probability / (1.0 - guard.max_probability))]
+    ]
+    capped = pairs.with_columns(pl.min_horizontal(*terms).alias("mw_guard")).with_columns(
+        (weight + pl.col("mw_guard")).alias("match_weight")
+    )
+    return capped.with_columns(
+        pl.when(pl.col("mw_guard") < 0)
+        .then(1.0 / (1.0 + 2.0 ** (-pl.col("match_weight"))))
+        .otherwise(pl.col("match_probability"))
+        .alias("match_probability")
+    )
 
 
 def rule_keys(frame: pl.DataFrame, rule: BlockingRule, uid: str) -> pl.DataFrame:

@@ -9,14 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 from splink import DuckDBAPI, Linker
+from splink.internals import expectation_maximisation as splink_em
+from splink.internals.comparison_level import M_U_CLAMP_MIN, ComparisonLevel
 from splink.internals.database_api import DatabaseAPI
 
 from matching_rules import RuleSet
@@ -113,21 +119,102 @@ def _finds_pairs(frame: pl.DataFrame, rule: BlockingRule) -> bool:
     return bool(frame.select(rule.columns).drop_nulls().is_duplicated().any())
 
 
-def decontaminate_u(settings: dict[str, Any], u_floor: float) -> dict[str, Any]:
-    """Remove the true matches from u estimated by random sampling: u = (u_hat - λ·m) / (1 - λ).
+def random_pairs(ids: pl.Series, count: int, seed: int) -> pl.DataFrame:
+    """``count`` distinct record pairs (all of them when there are fewer) drawn uniformly at random
+    (seeded), in Splink's blocked-pairs layout (``match_key``, ``join_key_l < join_key_r``)."""
+    n = ids.len()
+    total = n * (n - 1) // 2
+    wanted = min(count, total)
+    rng = np.random.default_rng(seed)
+    if total <= 4 * wanted:
+        left, right = np.triu_indices(n, 1)
+        chosen = np.sort(rng.choice(total, size=wanted, replace=False))
+        left, right = left[chosen], right[chosen]
+    else:
+        left, right = rng.integers(0, n, size=2 * wanted + 16), rng.integers(0, n, size=2 * wanted + 16)
+    values = ids.to_numpy()
+    pairs = pl.DataFrame({"a": values[left], "b": values[right]}).filter(pl.col("a") != pl.col("b"))
+    return (
+        pairs.select(
+            pl.lit("0").alias("match_key"),
+            pl.min_horizontal("a", "b").alias("join_key_l"),
+            pl.max_horizontal("a", "b").alias("join_key_r"),
+        )
+        .unique(["join_key_l", "join_key_r"], maintain_order=True)
+        .head(wanted)
+    )
 
-    Random pairs include true matches at rate λ, so for strong agreement levels (same ID, same mobile)
-    u_hat ≈ λ·m + (1-λ)·u is inflated on small data and caps their weight near log2(1/λ). The
-    correction uses only the model's own λ and m; u never drops below `u_floor` (one pair in the sample).
+
+def _level_values(comparison: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(gamma value, level) of a comparison's non-null levels: Splink numbers them from the top down."""
+    levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+    return [(len(levels) - 1 - k, lv) for k, lv in enumerate(levels)]
+
+
+def posterior_u(
+    frame: pl.DataFrame, settings: dict[str, Any], pairs: pl.DataFrame, u_floor: float, rounds: int
+) -> dict[str, Any]:
+    """u re-estimated on random pairs, each weighted by the model's probability that it is NOT a match.
+
+    Splink's random-sampling u counts every sampled pair as a non-match. On small, duplicate-rich data
+    the true matches among random pairs inflate u of the identifying levels (same e-mail, same mobile)
+    and cap their weight near log2(1/λ). Weighting each random pair by 1 - p(match) is the M-step for u
+    over the population u is defined on; no truth is involved. The pairs are scored once by Splink;
+    each round then moves every pair's match weight by the change in its levels' log2 u and re-weights.
+    Levels with term-frequency adjustments keep their u (their weight comes from the value's frequency),
+    and u never drops below `u_floor` (one pair in the sample) unless it was already lower.
     """
-    lam = float(settings["probability_two_random_records_match"])
+    if rounds <= 0:
+        return settings
+    db_api = new_db_api()
+    linker = new_linker(frame, settings, db_api)
+    linker.table_management.register_blocked_pairs_for_predict(
+        db_api.register(pairs.to_arrow(), table_name="random_pairs")
+    )
+    scored = linker.inference.predict().as_duckdbpyrelation().pl()
     out = json.loads(json.dumps(settings))
-    for comparison in out["comparisons"]:
-        for level in comparison["comparison_levels"]:
-            m, u = level.get("m_probability"), level.get("u_probability")
-            if level.get("is_null_level") or level.get("fix_u_probability") or m is None or u is None:
-                continue
-            level["u_probability"] = max((u - lam * m) / (1.0 - lam), min(u, u_floor))
+    updatable = [
+        (comparison["output_column_name"], value, level)
+        for comparison in out["comparisons"]
+        for value, level in _level_values(comparison)
+        if not level.get("fix_u_probability")
+        and not level.get("tf_adjustment_column")
+        and level.get("u_probability") is not None
+    ]
+    original = {id(level): float(level["u_probability"]) for _, _, level in updatable}
+    base = scored.select(
+        pl.col("match_weight").cast(pl.Float64).alias("mw0"),
+        *[pl.col(f"gamma_{c['output_column_name']}") for c in out["comparisons"]],
+    )
+    for _ in range(rounds):
+        shift = pl.sum_horizontal(
+            pl.lit(0.0),
+            *[
+                pl.when(pl.col(f"gamma_{name}") == value)
+                .then(math.log2(original[id(level)] / float(level["u_probability"])))
+                .otherwise(0.0)
+                for name, value, level in updatable
+            ],
+        )
+        odds = (2.0 ** (pl.col("mw0") + shift)).clip(upper_bound=1e300)
+        weighted = base.with_columns((1.0 / (1.0 + odds)).alias("w"))
+        sums = weighted.select(
+            *[
+                (pl.col("w") * (pl.col(f"gamma_{c['output_column_name']}") != -1))
+                .sum()
+                .alias(c["output_column_name"])
+                for c in out["comparisons"]
+            ],
+            *[
+                (pl.col("w") * (pl.col(f"gamma_{name}") == value)).sum().alias(f"{name}:{value}")
+                for name, value, _ in updatable
+            ],
+        ).row(0, named=True)
+        for name, value, level in updatable:
+            if sums[name]:
+                level["u_probability"] = max(
+                    sums[f"{name}:{value}"] / sums[name], min(original[id(level)], u_floor)
+                )
     return out
 
 
@@ -154,6 +241,41 @@ def floor_m(settings: dict[str, Any], m_floor: float) -> dict[str, Any]:
         for lv, m in zip(levels, raised, strict=True):
             lv["m_probability"] = m / total
     return out
+
+
+@contextmanager
+def clamped_em_updates() -> Iterator[None]:
+    """While EM runs, lift an m or u it estimates as exactly 0 to Splink's own minimum (1e-300).
+
+    On some data every pair at a level scores as a non-match, EM's new m is 0.0, and Splink 5 refuses
+    it with a ValueError that loses the whole session (and with it, say, the only session where
+    romanized names occur). The clamped level weighs as a veto until ``floor_m`` raises it.
+    """
+    original = splink_em.populate_m_u_from_lookup
+
+    def clamped(
+        training_fixed_probabilities: set[str],
+        comparison_level: ComparisonLevel,
+        output_column_name: str,
+        m_u_records_lookup: dict[str, dict[int, Any]],
+    ) -> None:
+        safe = {
+            column: {
+                value: {
+                    key: max(number, M_U_CLAMP_MIN) if isinstance(number, float) else number
+                    for key, number in record.items()
+                }
+                for value, record in levels.items()
+            }
+            for column, levels in m_u_records_lookup.items()
+        }
+        original(training_fixed_probabilities, comparison_level, output_column_name, safe)
+
+    splink_em.populate_m_u_from_lookup = clamped
+    try:
+        yield
+    finally:
+        splink_em.populate_m_u_from_lookup = original
 
 
 def train(
@@ -186,7 +308,8 @@ def train(
     for rule in usable:
         lam = linker._settings_obj._probability_two_random_records_match
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(to_blocking_rule(rule))
+            with clamped_em_updates():
+                linker.training.estimate_parameters_using_expectation_maximisation(to_blocking_rule(rule))
             trained += 1
         except ValueError as exc:
             linker._settings_obj._probability_two_random_records_match = lam
@@ -194,6 +317,7 @@ def train(
     if not trained:
         raise MatchingError("EM training failed on every rule: too little data to train a model")
     settings = floor_m(linker.misc.save_model_to_json(), t.m_floor)
-    settings = decontaminate_u(settings, u_floor=1.0 / t.u_max_pairs)
+    sample = random_pairs(frame[ruleset.unique_id_column], int(t.u_max_pairs), seed)
+    settings = posterior_u(frame, settings, sample, u_floor=1.0 / t.u_max_pairs, rounds=t.u_rounds)
     settings.pop("linker_uid", None)  # random per linker: would make identical models look different
     return TrainedModel(ruleset, settings, version or data_version(records), seed)
