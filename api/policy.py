@@ -1,13 +1,11 @@
 """The API's access policy (api/policy.yaml): who may call what, and what each role sees of each field.
 
-Masking is applied server-side before a response leaves the process. The maskers of ID numbers, cards,
-mobiles and names are mdm.privacy's; this module adds addresses (kept down to the district), e-mails
-and dates, and redaction for C2 fields without a masker.
+Masking is applied server-side before a response leaves the process. The maskers are mdm.privacy's (shared
+with partner exports); this module adds redaction for C2 fields without a masker.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,41 +15,20 @@ from pydantic import BaseModel, Field
 
 from mdm.compliance.classification import Classification, ClassName, View
 from mdm.errors import MdmError
-from mdm.privacy import mask_card, mask_id, mask_name, mask_phone
-
-POLICY_PATH = Path(__file__).with_name("policy.yaml")
-REDACTED = "***"
-Role = Literal["system", "steward", "analyst", "auditor", "admin"]
-ROLES: tuple[str, ...] = ("system", "steward", "analyst", "auditor", "admin")
-
-_DISTRICT = re.compile(
-    r"^((?:.{1,10}?(?:省|自治区|特别行政区))?(?:.{1,10}?(?:市|自治州|地区|盟))?.{1,10}?(?:区|县|旗|市))"
+from mdm.privacy import (
+    REDACTED,
+    mask_address,
+    mask_card,
+    mask_date,
+    mask_email,
+    mask_id,
+    mask_name,
+    mask_phone,
 )
 
-
-def mask_address(value: str | None) -> str:
-    """Address kept down to its district (``北京市朝阳区***``); without a district, down to the city."""
-    if not value:
-        return ""
-    text = str(value)
-    found = _DISTRICT.match(text)
-    return (found.group(1) if found else "") + REDACTED
-
-
-def mask_email(value: str | None) -> str:
-    """E-mail: first character of the local part and the domain (``z***@qq.com``)."""
-    if not value:
-        return ""
-    local, sep, domain = str(value).partition("@")
-    return (local[:1] + REDACTED + sep + domain) if sep else REDACTED
-
-
-def mask_date(value: str | None) -> str:
-    """Date: the year only (``1985-**-**``)."""
-    if not value:
-        return ""
-    text = str(value)
-    return text[:4] + "-**-**" if re.match(r"^\d{4}", text) else REDACTED
+POLICY_PATH = Path(__file__).with_name("policy.yaml")
+Role = Literal["system", "steward", "analyst", "auditor", "admin"]
+ROLES: tuple[str, ...] = ("system", "steward", "analyst", "auditor", "admin")
 
 
 def redact(value: str | None) -> str:

@@ -46,6 +46,37 @@ def mask_name(value: str | None) -> str:
     return v[0] + "*" * (len(v) - 2) + v[-1]
 
 
+REDACTED = "***"
+_DISTRICT = re.compile(
+    r"^((?:.{1,10}?(?:省|自治区|特别行政区))?(?:.{1,10}?(?:市|自治州|地区|盟))?.{1,10}?(?:区|县|旗|市))"
+)
+
+
+def mask_address(value: str | None) -> str:
+    """Address kept down to its district (``北京市朝阳区***``); without a district, down to the city."""
+    if not value:
+        return ""
+    text = str(value)
+    found = _DISTRICT.match(text)
+    return (found.group(1) if found else "") + REDACTED
+
+
+def mask_email(value: str | None) -> str:
+    """E-mail: first character of the local part and the domain (``z***@qq.com``)."""
+    if not value:
+        return ""
+    local, sep, domain = str(value).partition("@")
+    return (local[:1] + REDACTED + sep + domain) if sep else REDACTED
+
+
+def mask_date(value: str | None) -> str:
+    """Date: the year only (``1985-**-**``)."""
+    if not value:
+        return ""
+    text = str(value)
+    return text[:4] + "-**-**" if re.match(r"^\d{4}", text) else REDACTED
+
+
 def mask(value: object) -> str:
     """Mask any value that may hold an identifier: every digit run of 7+ keeps only its ends."""
     text = str(value)

@@ -15,8 +15,9 @@ from api.auth import Authenticator, bearer_token, create_key, generate_key, pars
 from api.cli import api_app
 from api.deps import ApiStore
 from api.errors import TokenBucket
-from api.policy import ROLES, golden_view, load_policy, mask_address, mask_date, mask_email, redact
+from api.policy import ROLES, golden_view, load_policy, redact
 from mdm.errors import MdmError
+from mdm.privacy import mask_address, mask_date, mask_email
 from mdm.store.api_repo import hmac_pads, index_digest, sql_hmac
 
 POLICY = load_policy()

@@ -14,9 +14,6 @@ from mdm.compliance.retention import RETENTION_INPUT, past_retention
 from mdm.compliance.sharing import (
     PartnerProfile,
     apply_actions,
-    mask_address,
-    mask_birth_date,
-    mask_email,
     partner_key,
     token,
 )
@@ -30,6 +27,7 @@ from mdm.compliance.webhooks import (
     webhook_secret,
 )
 from mdm.config import load_sources
+from mdm.privacy import mask_address, mask_date, mask_email
 
 TODAY = date(2026, 6, 1)
 
@@ -73,10 +71,10 @@ def test_past_retention(row: dict[str, object], due: bool) -> None:
     [
         (mask_email, "zhang.wei@qq.com", "z***@qq.com"),
         (mask_email, None, ""),
-        (mask_address, "重庆市渝中区民族路361号", "重庆市渝中区****"),
-        (mask_address, "广西壮族自治区南宁市青秀区民族大道1号", "广西壮族自治区南宁市青秀区****"),
-        (mask_address, "上海市浦东新区", "上海市浦东新区"),
-        (mask_birth_date, "1994-02-11", "1994-**-**"),
+        (mask_address, "重庆市渝中区民族路361号", "重庆市渝中区***"),
+        (mask_address, "广西壮族自治区南宁市青秀区民族大道1号", "广西壮族自治区南宁市青秀区***"),
+        (mask_address, "上海市浦东新区", "上海市浦东新区***"),
+        (mask_date, "1994-02-11", "1994-**-**"),
     ],
 )
 def test_maskers(fn: object, value: str | None, expected: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,40 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mdm.config import LegalBasis
 from mdm.errors import MdmError
-from mdm.privacy import mask_card, mask_id, mask_name, mask_phone
+from mdm.privacy import mask_address, mask_card, mask_date, mask_email, mask_id, mask_name, mask_phone
 from mdm.store.compliance_repo import compliance_repo
 
 Action = Literal["plain", "masked", "token"]
 DEFAULT_PARTNER_DIR = Path(__file__).resolve().parents[1] / "config" / "partners"
 #: Columns of a change event a partner may receive (no source keys, record ids or steward notes).
 FEED_COLUMNS: tuple[str, ...] = ("event_id", "kind", "event_at", "customer_id", "related_id")
-
-
-def mask_email(value: str | None) -> str:
-    """E-mail: first character of the local part and the domain (``z***@qq.com``)."""
-    if not value:
-        return ""
-    local, _, domain = str(value).partition("@")
-    return f"{local[:1]}***@{domain}" if domain else mask_name(local)
-
-
-_DISTRICT = re.compile(r"^(?:.*?自治区)?.*?[区县旗]")
-_CITY = re.compile(r"^.*?市")
-
-
-def mask_address(value: str | None) -> str:
-    """Address down to the district (``重庆市渝中区****``); else down to the city, else the first 6 characters."""
-    if not value:
-        return ""
-    text = str(value)
-    found = _DISTRICT.match(text) or _CITY.match(text)
-    head = found.group(0) if found else text[:6]
-    return head + "****" if len(head) < len(text) else head
-
-
-def mask_birth_date(value: str | None) -> str:
-    """Birth date: the year only (``1994-**-**``)."""
-    return f"{str(value)[:4]}-**-**" if value else ""
 
 
 #: Golden field -> masker of one value (multi-valued fields value by value).
@@ -69,7 +41,7 @@ MASKERS: dict[str, Callable[[str | None], str]] = {
     "phones": mask_phone,
     "emails": mask_email,
     "addresses": mask_address,
-    "birth_date": mask_birth_date,
+    "birth_date": mask_date,
 }
 
 
