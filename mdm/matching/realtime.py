@@ -1,23 +1,29 @@
 """Real-time match and upsert: one record against every resolved record, with the batch's model.
 
 An :class:`Index` is built once per data version and kept in memory: the matching frame of every
-current record with the hubs and name frequencies a full run would compute, and per blocking rule a
-sorted key column searched by bisection. A request standardizes its record exactly as a batch does,
-finds candidates through the same blocking rules, and scores them with the SQL Splink generates for
-the trained model (prepared once per thread), so batch and real time give a pair the same probability.
+current record with the hubs and name frequencies a full run would compute, per blocking rule a
+sorted key column searched by bisection, and the current owner and golden attributes of every record
+and customer (caught up run by run, so a request reads no big table). A request standardizes its
+record exactly as a batch does (concurrent requests share one standardize call: its cost is per call,
+not per row), finds candidates through the same blocking rules, and scores them with the SQL Splink
+generates for the trained model (prepared once per thread), so batch and real time give a pair the
+same probability.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import queue
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from splink.internals import realtime as splink_realtime
 
 from matching_rules import RuleSet
@@ -30,13 +36,28 @@ from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
 
 if TYPE_CHECKING:
+    from mdm.config import SourceConfig
     from mdm.store import Store
 
 RULESET = "person"
 QUERY_RID = -1
 KEY_SEPARATOR = "\x1f"
 MAX_CANDIDATES = 2000
-_ROWS = "rt_rows"
+_LEFT = "rt_left"
+_RIGHT = "rt_right"
+#: (last batch id, last run id, tombstones): moves whenever records, customers or erasures change.
+Stamp = tuple[int, int, int]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def data_version(store: Store) -> Stamp:
+    """The store's :data:`Stamp`, in one query (it runs on every request)."""
+    row = store.con.execute(
+        """SELECT (SELECT coalesce(max(batch_id), 0) FROM batches), (SELECT coalesce(max(run_id), 0) FROM runs),
+        (SELECT count(*) FROM tombstones)"""
+    ).fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
 def tf_columns(model: TrainedModel) -> list[str]:
@@ -76,12 +97,170 @@ def row_keys(values: Mapping[str, Any], columns: list[str]) -> list[str]:
     return sorted({KEY_SEPARATOR.join(combo) for combo in itertools.product(*parts)})
 
 
+class _Job(Generic[Item, Result]):
+    """One call waiting in a :class:`Combiner`: its input, then its result or error."""
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self.ready = threading.Event()
+        self.lead = False
+        self.done = False
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Result:
+        """The result, or the error the call raised."""
+        if self.error is not None:
+            raise self.error
+        if not self.done:
+            raise MatchingError("a combined call ended without a result")
+        return cast("Result", self.result)
+
+
+class Combiner(Generic[Item, Result]):
+    """Runs concurrent calls of a batch function as one call.
+
+    For work whose cost is per call rather than per row (polars over a one-row frame is ~100 small
+    queries): the first caller runs every item waiting when it starts; callers arriving meanwhile wait,
+    and the first of them runs the next batch. No thread of its own, so nothing to start or stop.
+    A failing batch is retried item by item, so one bad item fails only its own call.
+    """
+
+    def __init__(self, run: Callable[[list[Item]], list[Result]]) -> None:
+        self._run = run
+        self._lock = threading.Lock()
+        self._pending: list[_Job[Item, Result]] = []
+        self._busy = False
+
+    def __call__(self, item: Item) -> Result:
+        """``run([item])[0]``, computed together with whatever other calls are waiting."""
+        job: _Job[Item, Result] = _Job(item)
+        with self._lock:
+            self._pending.append(job)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            job.ready.wait()
+            if not job.lead:
+                return job.outcome()
+        with self._lock:
+            batch, self._pending = self._pending, []
+        try:
+            self._run_batch(batch)
+        finally:
+            with self._lock:
+                if self._pending:
+                    self._pending[0].lead = True
+                    self._pending[0].ready.set()
+                else:
+                    self._busy = False
+        return job.outcome()
+
+    def _run_batch(self, batch: list[_Job[Item, Result]]) -> None:
+        try:
+            for job, result in zip(batch, self._run([j.item for j in batch]), strict=True):
+                job.result, job.done = result, True
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for job in batch:
+                    try:
+                        job.result, job.done = self._run([job.item])[0], True
+                    except Exception as one:
+                        job.error = one
+        finally:
+            for job in batch:
+                job.ready.set()
+
+
+@dataclass
+class Owners:
+    """The customer of every current record: a snapshot sorted by rid, plus the changes of later runs."""
+
+    rids: np.ndarray
+    customers: pl.Series
+    changed: dict[int, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: Store) -> Owners:
+        """The open cross-reference of every record."""
+        frame = store.query("SELECT rid, customer_id FROM xref WHERE valid_to_run IS NULL ORDER BY rid")
+        return cls(frame["rid"].cast(pl.Int64).to_numpy(), frame["customer_id"])
+
+    def of(self, rids: Sequence[int]) -> dict[int, str]:
+        """rid -> customer of the given records that have one."""
+        wanted = np.asarray(rids, dtype=np.int64)
+        out: dict[int, str] = {}
+        if len(self.rids):
+            at = np.minimum(np.searchsorted(self.rids, wanted), len(self.rids) - 1)
+            hit = self.rids[at] == wanted
+            found = self.customers.gather(at[hit]).to_list()
+            out = dict(zip(wanted[hit].tolist(), found, strict=True))
+        for rid in set(rids) & self.changed.keys():
+            owner = self.changed[rid]
+            if owner is None:
+                out.pop(rid, None)
+            else:
+                out[rid] = owner
+        return out
+
+    def catch_up(self, store: Store, since_run: int) -> None:
+        """Take in the cross-reference intervals runs after ``since_run`` closed and opened."""
+        closed = store.query("SELECT rid FROM xref WHERE valid_to_run > ?", [since_run])
+        opened = store.query(
+            "SELECT rid, customer_id FROM xref WHERE valid_to_run IS NULL AND valid_from_run > ?", [since_run]
+        )
+        self.changed.update(dict.fromkeys(closed["rid"].to_list()))
+        self.changed.update(dict(zip(opened["rid"].to_list(), opened["customer_id"].to_list(), strict=True)))
+
+
+_LATEST_GOLDEN = """SELECT customer_id, arg_max(attributes, version) AS attributes FROM golden_versions
+{where} GROUP BY customer_id ORDER BY customer_id"""
+
+
+@dataclass
+class Golden:
+    """The latest golden attributes (JSON) of every customer, sorted by ID, plus later runs' versions."""
+
+    ids: pl.Series
+    docs: pl.Series
+    changed: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: Store) -> Golden:
+        """Every customer's latest golden version."""
+        frame = store.query(_LATEST_GOLDEN.format(where=""))
+        return cls(frame["customer_id"], frame["attributes"])
+
+    def of(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """customer -> golden attributes, for the given customers that have them."""
+        docs: dict[str, str] = {}
+        if len(self.ids):
+            probe = pl.Series(list(customer_ids), dtype=pl.String)
+            at = self.ids.search_sorted(probe, "left").clip(0, len(self.ids) - 1)
+            for wanted, got, doc in zip(
+                customer_ids, self.ids.gather(at).to_list(), self.docs.gather(at).to_list(), strict=True
+            ):
+                if wanted == got:
+                    docs[wanted] = doc
+        docs.update({c: self.changed[c] for c in customer_ids if c in self.changed})
+        return {c: json.loads(doc) for c, doc in docs.items()}
+
+    def catch_up(self, store: Store, since_run: int) -> None:
+        """Take in the golden versions written by runs after ``since_run``."""
+        frame = store.query(_LATEST_GOLDEN.format(where="WHERE run_id > ?"), [since_run])
+        self.changed.update(
+            dict(zip(frame["customer_id"].to_list(), frame["attributes"].to_list(), strict=True))
+        )
+
+
 @dataclass
 class Index:
-    """Everything one record is scored against; rebuilt when the data stamp moves.
+    """Everything one record is scored against; rebuilt when records change other than by upsert.
 
-    Records upserted since the build sit in ``extra`` (and their earlier versions in ``replaced``), so an
-    upsert never rebuilds the blocking keys of every record.
+    Records upserted since the build sit in ``extra`` with their blocking keys in ``extra_keys`` (and
+    their earlier versions in ``replaced``), so an upsert never rebuilds the keys of every record.
     """
 
     model: TrainedModel
@@ -90,16 +269,25 @@ class Index:
     tf: dict[str, dict[str, float]]
     tf_unseen: dict[str, float]
     blocks: list[tuple[pl.Series, np.ndarray]]
-    stamp: tuple[int, int]
+    stamp: Stamp
     sql: str
-    extra: pl.DataFrame = field(init=False)
+    owners: Owners
+    golden: Golden
+    extra: dict[int, pl.DataFrame] = field(default_factory=dict)
     replaced: set[int] = field(default_factory=set)
-    positions: pl.Series = field(init=False)
+    extra_keys: list[dict[str, set[int]]] = field(init=False)
+    positions: np.ndarray = field(init=False)
+    labels: dict[str, dict[int, str]] = field(init=False)
+    prepare_fields: Combiner[dict[str, Any], pl.DataFrame] = field(init=False)
+    scorers: queue.SimpleQueue[_Scorer] = field(init=False)
 
     def __post_init__(self) -> None:
         self.frame = self.frame.sort("rid")
-        self.positions = self.frame["rid"]
-        self.extra = self.frame.clear()
+        self.positions = self.frame["rid"].to_numpy()
+        self.extra_keys = [{} for _ in self.ruleset.blocking]
+        self.labels = level_labels(self.model)
+        self.prepare_fields = Combiner(self.prepare_records)
+        self.scorers = queue.SimpleQueue()
 
     @property
     def ruleset(self) -> RuleSet:
@@ -107,7 +295,7 @@ class Index:
         return self.model.ruleset
 
     def prepare(self, record: pl.DataFrame) -> pl.DataFrame:
-        """One standardized record -> its matching row, with this index's hubs and term frequencies."""
+        """Standardized records -> their matching rows, with this index's hubs and term frequencies."""
         row = matching_frame(record, self.ruleset, self.hubs)
         return row.with_columns(
             pl.Series(
@@ -118,37 +306,72 @@ class Index:
             for c in self.tf
         )
 
+    def prepare_records(self, records: list[dict[str, Any]]) -> list[pl.DataFrame]:
+        """Raw records (checked by :func:`raw_row`) -> one matching row each, rid ``QUERY_RID``.
+
+        All records go through one standardize and one matching-frame call (the calls cost the same for
+        one row as for a few); each gets its own temporary rid so list cleaning keeps them apart.
+        """
+        rids = [QUERY_RID - i for i in range(len(records))]
+        raw = pl.DataFrame(records, schema=RAW_SCHEMA)
+        rows = self.prepare(_standardize(raw).with_columns(pl.Series("rid", rids, dtype=pl.Int64)))
+        parts = rows.partition_by("rid", as_dict=True, maintain_order=True)
+        return [parts[(rid,)].with_columns(pl.lit(QUERY_RID, pl.Int64).alias("rid")) for rid in rids]
+
     def candidates(self, row: pl.DataFrame, exclude: Iterable[int] = ()) -> pl.DataFrame:
         """Index rows sharing a blocking key with ``row`` (the rule set's blocking rules, exactly)."""
         found: list[np.ndarray] = []
-        wanted_all: list[str] = []
+        extra_hits: set[int] = set()
         values = row.row(0, named=True)
-        for rule, (keys, rids) in zip(self.ruleset.blocking, self.blocks, strict=True):
+        for rule, (keys, rids), table in zip(
+            self.ruleset.blocking, self.blocks, self.extra_keys, strict=True
+        ):
             wanted = row_keys(values, rule.columns)
             if not wanted:
                 continue
-            wanted_all += wanted
             probe = pl.Series(wanted, dtype=pl.String)
             lo = keys.search_sorted(probe, "left").to_numpy()
             hi = keys.search_sorted(probe, "right").to_numpy()
             found.extend(rids[a:b] for a, b in zip(lo, hi, strict=True) if b > a)
-        skip = np.fromiter({*exclude, *self.replaced}, dtype=np.int64)
+            for key in wanted:
+                extra_hits |= table.get(key, set())
+        skip = set(exclude)
         ids = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
-        ids = np.setdiff1d(ids, skip)[:MAX_CANDIDATES]
-        at = self.positions.search_sorted(pl.Series(ids, dtype=pl.Int64), "left").to_numpy()
+        ids = np.setdiff1d(ids, np.fromiter(skip | self.replaced, dtype=np.int64))[:MAX_CANDIDATES]
+        rows = self.frame[np.searchsorted(self.positions, ids)] if len(ids) else self.frame.clear()
+        hits = sorted(extra_hits - skip)
+        return pl.concat([rows, *(self.extra[rid] for rid in hits)]) if hits else rows
+
+    def rows_of(self, rids: Sequence[int]) -> pl.DataFrame:
+        """The current matching rows of the given records (upserted versions first)."""
+        base = np.setdiff1d(np.asarray(rids, dtype=np.int64), np.fromiter(self.extra, dtype=np.int64))
+        at = np.searchsorted(self.positions, base)
+        at = at[
+            (at < len(self.positions)) & (self.positions[np.minimum(at, len(self.positions) - 1)] == base)
+        ]
         rows = self.frame[at] if len(at) else self.frame.clear()
-        if not self.extra.is_empty() and wanted_all:
-            hits = pl.concat([block_keys(self.extra, r) for r in self.ruleset.blocking]).filter(
-                pl.col("key").is_in(wanted_all) & ~pl.col("rid").is_in(list(exclude))
-            )
-            rows = pl.concat([rows, self.extra.filter(pl.col("rid").is_in(hits["rid"].implode()))])
-        return rows
+        return pl.concat([rows, *(self.extra[r] for r in rids if r in self.extra)])
 
     def add(self, row: pl.DataFrame) -> None:
         """Take a prepared row (a new or changed record) into the index, replacing its earlier version."""
         rid = int(row["rid"][0])
         self.replaced.add(rid)
-        self.extra = pl.concat([self.extra.filter(pl.col("rid") != rid), row.select(self.extra.columns)])
+        old = self.extra.get(rid)
+        for rule, table in zip(self.ruleset.blocking, self.extra_keys, strict=True):
+            if old is not None:
+                for key in row_keys(old.row(0, named=True), rule.columns):
+                    table.get(key, set()).discard(rid)
+            for key in row_keys(row.row(0, named=True), rule.columns):
+                table.setdefault(key, set()).add(rid)
+        self.extra[rid] = row.select(self.frame.columns)
+
+    def catch_up(self, store: Store) -> None:
+        """Take in the owners and golden records runs have changed since this index last looked."""
+        stamp = data_version(store)
+        if stamp[1] != self.stamp[1]:
+            self.owners.catch_up(store, self.stamp[1])
+            self.golden.catch_up(store, self.stamp[1])
+        self.stamp = stamp
 
 
 def _blocks(frame: pl.DataFrame, ruleset: RuleSet) -> list[tuple[pl.Series, np.ndarray]]:
@@ -168,7 +391,7 @@ def _term_frequencies(frame: pl.DataFrame, column: str) -> tuple[dict[str, float
 
 
 def _scoring_sql(model: TrainedModel, sample: pl.DataFrame) -> str:
-    """Splink's comparison-and-prediction SQL for the model, over table ``rt_rows`` (side 0 against side 1)."""
+    """Splink's comparison-and-prediction SQL for the model, over ``rt_left`` against ``rt_right``."""
     cache_key = f"mdm-realtime-{model.version}"
     uid = "mdmrt"
     sql = splink_realtime._sql_cache.get(cache_key, uid)
@@ -183,19 +406,15 @@ def _scoring_sql(model: TrainedModel, sample: pl.DataFrame) -> str:
     cols = ["rid_l", "rid_r", "match_weight", "match_probability"]
     cols += [f"gamma_{n}" for n in names] + [f"mw_{n}" for n in names]
     cols += [f"mw_tf_adj_{n}" for n in names if f"mw_tf_adj_{n}" in sql]
-    body = sql.replace(
-        f"__splink__compare_records_left_{uid}",
-        f"(SELECT * EXCLUDE (rt_side) FROM {_ROWS} WHERE rt_side = 0)",
-    ).replace(
-        f"__splink__compare_records_right_{uid}",
-        f"(SELECT * EXCLUDE (rt_side) FROM {_ROWS} WHERE rt_side = 1)",
+    body = sql.replace(f"__splink__compare_records_left_{uid}", _LEFT).replace(
+        f"__splink__compare_records_right_{uid}", _RIGHT
     )
     return f"SELECT {', '.join(cols)} FROM ({body})"
 
 
 def build_index(store: Store, model: TrainedModel) -> Index:
     """The index over the store's current records (hubs and frequencies as a full run computes them)."""
-    stamp = store.data_stamp()
+    stamp = data_version(store)
     records = store.current_records()
     if records.is_empty():
         raise MatchingError("no records to match against; ingest and run first")
@@ -212,33 +431,38 @@ def build_index(store: Store, model: TrainedModel) -> Index:
         )
         frame = frame.join(table, on=column, how="left", maintain_order="left")
     sql = _scoring_sql(model, frame.head(1))
-    return Index(model, frame, hubs, tf, unseen, _blocks(frame, model.ruleset), stamp, sql)
+    owners, golden = Owners.load(store), Golden.load(store)
+    return Index(model, frame, hubs, tf, unseen, _blocks(frame, model.ruleset), stamp, sql, owners, golden)
 
 
 _INDEXES: dict[str, Index] = {}
 _BUILD_LOCK = threading.Lock()
-_THREAD = threading.local()
 
 
 def index_for(store: Store) -> Index:
-    """The store's index, rebuilt when records or customers changed since it was built."""
+    """The store's index: rebuilt when records changed or a person was erased since it was built,
+    caught up when only runs changed customers."""
     from mdm.pipeline import default_model_path
 
     key = str(store.path.resolve())
-    stamp = store.data_stamp()
+    stamp = data_version(store)
     found = _INDEXES.get(key)
     if found is not None and found.stamp == stamp:
         return found
     with _BUILD_LOCK:
         found = _INDEXES.get(key)
-        if found is not None and found.stamp == stamp:
+        if found is not None and found.stamp == data_version(store):
             return found
         path = default_model_path(store, RULESET)
         if not path.exists():
             raise MatchingError("no trained model yet: run `mdm run` first")
         model = TrainedModel.load(path)
-        if found is not None and found.model.version == model.version and found.stamp[0] == stamp[0]:
-            found.stamp = stamp
+        if (
+            found is not None
+            and found.model.version == model.version
+            and (found.stamp[0], found.stamp[2]) == (stamp[0], stamp[2])
+        ):
+            found.catch_up(store)
             return found
         built = build_index(store, model)
         _INDEXES[key] = built
@@ -251,48 +475,69 @@ def forget_indexes() -> None:
         _INDEXES.clear()
 
 
-def _connection(index: Index) -> duckdb.DuckDBPyConnection:
-    """This thread's scoring connection: a small table and the model's statement prepared over it.
+class _ArrowSource:
+    """An Arrow stream whose table is swapped per request.
 
-    Prepared once, since planning Splink's SQL costs more than running it on a few rows; the statement
-    reads real tables (refilled per request), as a prepared statement keeps the data a view had then.
+    DuckDB scans such an object afresh on every execution, so a statement prepared over it reads the
+    current rows. A registered view keeps the data it had when the statement was prepared, and a
+    table would either change the catalog on every write (DuckDB then re-plans the statement, ~10 ms
+    for Splink's SQL) or carry statistics from prepare time that the optimizer would trust (an empty
+    or null-free table folds whole CASE branches away); an Arrow scan has no statistics.
     """
-    cons: dict[str, duckdb.DuckDBPyConnection] = getattr(_THREAD, "cons", None) or {}
-    _THREAD.cons = cons
-    con = cons.get(index.model.version)
-    if con is None:
-        con = duckdb.connect()
-        con.register("rt_schema", index.frame.head(0).to_arrow())
-        con.execute(f"CREATE TEMP TABLE {_ROWS} AS SELECT *, 0 AS rt_side FROM rt_schema")
-        con.unregister("rt_schema")
-        con.execute(f"PREPARE score AS {index.sql}")
-        cons[index.model.version] = con
-    return con
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of the current table."""
+        return self.table.__arrow_c_stream__(requested_schema)
+
+
+@dataclass
+class _Scorer:
+    """One thread's DuckDB connection with the model's statement prepared over two Arrow sources."""
+
+    con: duckdb.DuckDBPyConnection
+    left: _ArrowSource
+    right: _ArrowSource
+
+
+def _new_scorer(index: Index) -> _Scorer:
+    """A connection with the model's statement prepared (planning Splink's SQL costs more than running
+    it on a few rows). One DuckDB thread: the work is a few rows, the cores serve requests."""
+    con = duckdb.connect(config={"threads": 1})
+    empty = index.frame.head(0).to_arrow()
+    scorer = _Scorer(con, _ArrowSource(empty), _ArrowSource(empty))
+    con.register(_LEFT, scorer.left)
+    con.register(_RIGHT, scorer.right)
+    con.execute(f"PREPARE score AS {index.sql}")
+    return scorer
 
 
 def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
-    """Scored pairs of ``row`` against ``candidates``: rid_l, rid_r, weights, gamma_* and mw_* (as batch)."""
+    """Scored pairs of ``row`` against ``candidates``: rid_l, rid_r, weights, gamma_* and mw_* (as batch).
+
+    Scorers are pooled per index rather than kept per thread: a server's worker threads are many and
+    take requests in turn, so per-thread statements would be prepared again and again.
+    """
     if candidates.is_empty():
         return pl.DataFrame()
-    con = _connection(index)
-    columns = index.frame.columns
-    rows = pl.concat(
-        [
-            row.select(columns).with_columns(rt_side=pl.lit(0)),
-            candidates.select(columns).with_columns(rt_side=pl.lit(1)),
-        ]
-    )
-    con.execute(f"DELETE FROM {_ROWS}")
-    con.register("rt_in", rows.to_arrow())
-    con.execute(f"INSERT INTO {_ROWS} SELECT * FROM rt_in")
-    con.unregister("rt_in")
-    return tidy_pairs(con.execute("EXECUTE score").pl(), index.model)
+    try:
+        scorer = index.scorers.get_nowait()
+    except queue.Empty:
+        scorer = _new_scorer(index)
+    try:
+        columns = index.frame.columns
+        scorer.left.table = row.select(columns).to_arrow()
+        scorer.right.table = candidates.select(columns).to_arrow()
+        raw = scorer.con.execute("EXECUTE score").pl()
+    finally:
+        index.scorers.put(scorer)
+    return tidy_pairs(raw, index.model)
 
 
-def _standard_frame(fields: Mapping[str, Any], rid: int) -> pl.DataFrame:
-    """One raw record (any subset of the canonical fields) standardized as in batch."""
-    from mdm.standardize.pipeline import standardize
-
+def raw_row(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """One raw record (any subset of the canonical fields) as a RAW_SCHEMA row; unknown fields refused."""
     unknown = sorted(set(fields) - set(RAW_SCHEMA))
     if unknown:
         raise MdmError(f"unknown fields: {', '.join(unknown)}")
@@ -300,9 +545,19 @@ def _standard_frame(fields: Mapping[str, Any], rid: int) -> pl.DataFrame:
     for c, t in RAW_SCHEMA.items():
         if isinstance(t, pl.List) and isinstance(row[c], str):
             row[c] = [row[c]]
-    return standardize(pl.DataFrame([row], schema=RAW_SCHEMA)).with_columns(
-        pl.lit(rid, pl.Int64).alias("rid")
-    )
+    return row
+
+
+def _standardize(raw: pl.DataFrame) -> pl.DataFrame:
+    from mdm.standardize.pipeline import standardize
+
+    return standardize(raw)
+
+
+def _standard_frame(fields: Mapping[str, Any], rid: int) -> pl.DataFrame:
+    """One raw record standardized as in batch."""
+    raw = pl.DataFrame([raw_row(fields)], schema=RAW_SCHEMA)
+    return _standardize(raw).with_columns(pl.lit(rid, pl.Int64).alias("rid"))
 
 
 def _explanation(
@@ -318,26 +573,29 @@ def _explanation(
     ]
 
 
-def rank_customers(store: Store, index: Index, pairs: pl.DataFrame, query_rid: int) -> list[dict[str, Any]]:
+def rank_customers(index: Index, pairs: pl.DataFrame, query_rid: int) -> list[dict[str, Any]]:
     """Candidate customers, best pair first: customer_id, match_probability, match_weight, explanation."""
     if pairs.is_empty():
         return []
     other = pl.when(pl.col("rid_l") == query_rid).then(pl.col("rid_r")).otherwise(pl.col("rid_l"))
     pairs = pairs.with_columns(other.alias("rid"))
-    owners = store.current_xref(pairs["rid"].to_list()).select(pl.col("rid").cast(pl.Int64), "customer_id")
+    found = index.owners.of(pairs["rid"].to_list())
+    owners = pl.DataFrame(
+        {"rid": list(found), "customer_id": list(found.values())},
+        schema={"rid": pl.Int64, "customer_id": pl.String},
+    )
     best = (
         pairs.join(owners, on="rid")
         .sort("match_weight", "rid", descending=[True, False])
         .unique("customer_id", keep="first", maintain_order=True)
     )
-    labels = level_labels(index.model)
     return [
         {
             "customer_id": pair["customer_id"],
             "match_probability": float(pair["match_probability"]),
             "match_weight": float(pair["match_weight"]),
             "record": int(pair["rid"]),
-            "explanation": _explanation(pair, labels, index.ruleset),
+            "explanation": _explanation(pair, index.labels, index.ruleset),
         }
         for pair in best.iter_rows(named=True)
     ]
@@ -349,10 +607,10 @@ def match_one(
     """The best ``limit`` candidate customers for a record given as raw fields, scored as a batch run
     would, each with its golden attributes."""
     index = index_for(store)
-    row = index.prepare(_standard_frame(fields, QUERY_RID))
-    ranked = rank_customers(store, index, score(index, row, index.candidates(row)), QUERY_RID)[:limit]
+    row = index.prepare_fields(raw_row(fields))
+    ranked = rank_customers(index, score(index, row, index.candidates(row)), QUERY_RID)[:limit]
     if attributes and ranked:
-        docs = store.golden_attributes([c["customer_id"] for c in ranked])
+        docs = index.golden.of([c["customer_id"] for c in ranked])
         for candidate in ranked:
             candidate["attributes"] = docs.get(candidate["customer_id"], {})
     return ranked
@@ -390,7 +648,7 @@ def _target(
         member_ids = store.customer_members([candidate["customer_id"]])["rid"].to_list()
         if cannot & set(member_ids):
             continue
-        members = index.frame.filter(pl.col("rid").is_in(member_ids))
+        members = index.rows_of(member_ids)
         if not _conflicts(index, row, members):
             return str(candidate["customer_id"])
     return None
@@ -400,10 +658,10 @@ def upsert_one(store: Store, source: str, source_key: str, fields: Mapping[str, 
     """Store one source record, match it and attach it to a customer or create one (stable-ID rules).
 
     Idempotent: the same (source, source_key, content) again changes nothing. Everything is written in
-    one transaction, so a failure leaves the store as it was.
+    one transaction, so a failure leaves the store as it was. The index is caught up under its lock
+    right after the commit, so no concurrent request mistakes the new batch for a reason to rebuild.
     """
-    from golden_record.pipeline import closed_scope, run_golden
-    from mdm.compliance.legal import check_legal_basis, declaration
+    from mdm.compliance.legal import check_legal_basis
     from mdm.config import load_sources
 
     cfg = load_sources().get(source)
@@ -421,38 +679,52 @@ def upsert_one(store: Store, source: str, source_key: str, fields: Mapping[str, 
             pl.lit(f"api:{source}").alias("locator"),
         )
     )
-    with store.transaction():
-        batch = store.ingest_batch(
-            source, [], std, [], extract_kind="delta", trust_rank=cfg.trust_rank, legal_basis=declaration(cfg)
-        )
-        rid = store.rid_of(source, source_key)
-        if rid is None:
-            raise MdmError(f"{source}: record {source_key!r} was refused (erased person)")
-        before = store.current_xref([rid])
-        if batch.n_new == 0 and batch.n_changed == 0 and not before.is_empty():
-            index.stamp = store.data_stamp()
-            return {"customer_id": str(before["customer_id"][0]), "created": False, "changed": False}
-        row = index.prepare(std.with_columns(pl.lit(rid, pl.Int64).alias("rid")))
-        ranked = rank_customers(store, index, score(index, row, index.candidates(row, exclude=[rid])), rid)
-        target = _target(store, index, row, rid, ranked)
-        members = store.customer_members([target])["rid"].to_list() if target else []
-        scope = closed_scope(store, [rid, *members])
-        xref = store.current_xref(scope).select(pl.col("rid").cast(pl.Int64), "customer_id")
-        placed = pl.DataFrame({"rid": [rid], "customer_id": [target or f"new:{rid}"]})
-        clusters = (
-            pl.concat([xref.filter(pl.col("rid") != rid), placed])
-            .with_columns(pl.col("customer_id").rank("dense").cast(pl.Int64).alias("cluster_id"))
-            .select("rid", "cluster_id")
-        )
-        run_id = store.start_run(index.model.version, kind="realtime")
-        counts = run_golden(store, clusters, run_id, scope=scope)
-        store.finish_run(run_id, "succeeded", counts)
-        customer_id = str(store.current_xref([rid])["customer_id"][0])
-    index.add(row)
-    index.stamp = store.data_stamp()
+    with _BUILD_LOCK:
+        with store.transaction():
+            before, row, customer_id, target = _upsert_in(store, index, source, source_key, std, cfg)
+        if row is not None:
+            index.add(row)
+        index.catch_up(store)
     previous = before["customer_id"].to_list()
+    if row is None:
+        return {"customer_id": customer_id, "created": False, "changed": False}
     return {
         "customer_id": customer_id,
         "created": customer_id not in previous and target is None,
         "changed": True,
     }
+
+
+def _upsert_in(
+    store: Store, index: Index, source: str, source_key: str, std: pl.DataFrame, cfg: SourceConfig
+) -> tuple[pl.DataFrame, pl.DataFrame | None, str, str | None]:
+    """The writes of :func:`upsert_one`, inside its transaction: (the record's xref before, its matching
+    row or None when nothing changed, its customer, the customer it was matched to or None)."""
+    from golden_record.pipeline import closed_scope, run_golden
+    from mdm.compliance.legal import declaration
+
+    batch = store.ingest_batch(
+        source, [], std, [], extract_kind="delta", trust_rank=cfg.trust_rank, legal_basis=declaration(cfg)
+    )
+    rid = store.rid_of(source, source_key)
+    if rid is None:
+        raise MdmError(f"{source}: record {source_key!r} was refused (erased person)")
+    before = store.current_xref([rid])
+    if batch.n_new == 0 and batch.n_changed == 0 and not before.is_empty():
+        return before, None, str(before["customer_id"][0]), None
+    row = index.prepare(std.with_columns(pl.lit(rid, pl.Int64).alias("rid")))
+    ranked = rank_customers(index, score(index, row, index.candidates(row, exclude=[rid])), rid)
+    target = _target(store, index, row, rid, ranked)
+    members = store.customer_members([target])["rid"].to_list() if target else []
+    scope = closed_scope(store, [rid, *members])
+    xref = store.current_xref(scope).select(pl.col("rid").cast(pl.Int64), "customer_id")
+    placed = pl.DataFrame({"rid": [rid], "customer_id": [target or f"new:{rid}"]})
+    clusters = (
+        pl.concat([xref.filter(pl.col("rid") != rid), placed])
+        .with_columns(pl.col("customer_id").rank("dense").cast(pl.Int64).alias("cluster_id"))
+        .select("rid", "cluster_id")
+    )
+    run_id = store.start_run(index.model.version, kind="realtime")
+    counts = run_golden(store, clusters, run_id, scope=scope)
+    store.finish_run(run_id, "succeeded", counts)
+    return before, row, str(store.current_xref([rid])["customer_id"][0]), target

@@ -1,0 +1,133 @@
+"""The fast real-time path gives what the plain one gives: combined concurrent calls equal serial ones,
+and the index's in-memory owners and golden attributes equal the store's, before and after an upsert."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mdm.config import load_sources
+from mdm.ingest import ingest_paths
+from mdm.matching import realtime as rt
+from mdm.pipeline import run_batch
+from mdm.schema import RAW_FIELDS
+from mdm.store import Store
+
+RAW_FIELDS_SQL = ", ".join(f'"{f}"' for f in RAW_FIELDS if f not in ("source", "source_key"))
+
+
+def _slow_double(items: list[int], sizes: list[int]) -> list[int]:
+    """Doubles every item; refuses 13 (so a batch holding it fails); notes each batch size."""
+    sizes.append(len(items))
+    time.sleep(0.02)
+    if 13 in items:
+        raise ValueError("thirteen")
+    return [2 * i for i in items]
+
+
+@pytest.mark.parametrize(
+    ("threads", "items"), [(1, [1, 2, 3]), (4, list(range(12))), (8, list(range(20, 60)))]
+)
+def test_combiner_gives_each_call_its_own_result(threads: int, items: list[int]) -> None:
+    sizes: list[int] = []
+    combined: rt.Combiner[int, int] = rt.Combiner(lambda batch: _slow_double(batch, sizes))
+    with ThreadPoolExecutor(threads) as pool:
+        got = list(pool.map(combined, items))
+    assert got == [2 * i for i in items]
+    assert sum(sizes) == len(items)
+    assert (max(sizes) > 1) == (threads > 1)
+
+
+@pytest.mark.parametrize("bad", [13])
+def test_combiner_fails_only_the_bad_call(bad: int) -> None:
+    combined: rt.Combiner[int, int] = rt.Combiner(lambda batch: _slow_double(batch, []))
+    items = [1, bad, 2, 3, 4, 5]
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(combined, i) for i in items]
+    for item, future in zip(items, futures, strict=True):
+        if item == bad:
+            with pytest.raises(ValueError, match="thirteen"):
+                future.result()
+        else:
+            assert future.result() == 2 * item
+
+
+@pytest.fixture(scope="module")
+def resolved(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample ingested and run once (trains its own model, as `mdm run` does)."""
+    db = tmp_path_factory.mktemp("realtime-speed") / "s.duckdb"
+    with Store(db) as store:
+        ingest_paths(store, [sample_dir], load_sources())
+        run_batch(store)
+    return db
+
+
+@pytest.fixture
+def store(resolved: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the resolved sample."""
+    db = tmp_path / "s.duckdb"
+    shutil.copy(resolved, db)
+    shutil.copy(
+        resolved.with_name(f"{resolved.name}.person.model.json"), db.with_name(f"{db.name}.person.model.json")
+    )
+    rt.forget_indexes()
+    with Store(db) as s:
+        yield s
+    rt.forget_indexes()
+
+
+def _raw_fields(store: Store, n: int, seed: int) -> list[dict[str, Any]]:
+    rows = store.query(
+        f"SELECT {RAW_FIELDS_SQL} FROM current_records USING SAMPLE {n} ROWS (reservoir, {seed})"
+    )
+    return [{k: v for k, v in row.items() if v not in (None, "", [])} for row in rows.iter_rows(named=True)]
+
+
+@pytest.mark.parametrize("threads", [4, 8])
+def test_concurrent_matches_equal_serial_ones(store: Store, threads: int) -> None:
+    bodies = _raw_fields(store, 24, seed=threads)
+    serial = [rt.match_one(store, body, 5) for body in bodies]
+    local = threading.local()
+
+    def match(body: dict[str, Any]) -> list[dict[str, Any]]:
+        view = getattr(local, "view", None) or store.thread_view()
+        local.view = view
+        return rt.match_one(view, body, 5)
+
+    with ThreadPoolExecutor(threads) as pool:
+        concurrent = list(pool.map(match, bodies))
+    assert concurrent == serial
+    assert all(ranked for ranked in serial)
+
+
+def _assert_index_mirrors_store(store: Store, index: rt.Index) -> None:
+    xref = dict(store.current_xref().select("rid", "customer_id").iter_rows())
+    assert index.owners.of(list(xref)) == xref
+    customers = sorted(set(xref.values()))
+    assert index.golden.of(customers) == store.golden_attributes(customers)
+
+
+@pytest.mark.parametrize(
+    ("source_key", "fields"),
+    [
+        ("RT-S1", {"name": "欧阳明远", "birth_date": "1961-02-03", "mobile": ["13900001111"]}),
+        ("RT-S2", None),
+    ],
+)
+def test_index_owners_and_golden_follow_upserts(
+    store: Store, source_key: str, fields: dict[str, Any] | None
+) -> None:
+    index = rt.index_for(store)
+    _assert_index_mirrors_store(store, index)
+    body = fields if fields is not None else _raw_fields(store, 1, seed=21)[0]
+    result = rt.upsert_one(store, "wealth_app", source_key, body)
+    assert rt.index_for(store) is index
+    _assert_index_mirrors_store(store, index)
+    assert rt.match_one(store, body, 1)[0]["customer_id"] == result["customer_id"]
