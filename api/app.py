@@ -17,6 +17,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.models import ERROR_RESPONSES
 from api.policy import Policy, load_policy
 from api.routes import governance, lookup, ops, realtime, steward, steward_page
+from mdm.store.api_repo import write_counter
 
 DESCRIPTION = """Golden-ID lookup, change feed, real-time match and upsert for other systems.
 
@@ -40,25 +41,41 @@ def create_app(
     policy: Policy | None = None,
     policy_path: Path | None = None,
     refresh_index: bool = True,
+    warm_cache: bool = True,
 ) -> FastAPI:
-    """The API over the database at ``store_path`` (encrypted with ``key`` when given)."""
+    """The API over the database at ``store_path`` (encrypted with ``key`` when given).
+
+    With ``warm_cache`` the in-memory read model is built before the app is returned (the server
+    answers the hot reads from memory from its first request); otherwise on the first read.
+    """
     chosen = policy or load_policy(policy_path)
     store = open_api_store(store_path, key)
     if refresh_index:
         store.refresh_hmac_index()
     metrics = Metrics()
+    keys = write_counter(store.path, "keys")
     ctx = ApiContext(
         store=store,
         policy=chosen,
-        auth=Authenticator(lambda key_id: ctx.view().api_key(key_id), store.api_secret("pepper")),
+        auth=Authenticator(
+            lambda key_id: ctx.view().api_key(key_id),
+            store.api_secret("pepper"),
+            load_keys=lambda: ctx.view().active_api_keys(),
+            version=lambda: keys.value,
+        ),
         limiter=TokenBucket(chosen.limits.rate_per_second, chosen.limits.burst),
         metrics=metrics,
     )
+    store.install_audit_sink(ctx.auditor)
+    ctx.auditor.start()
+    if warm_cache:
+        ctx.cache.refresh()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         ctx.auditor.close()
+        store.install_audit_sink(None)
         store.close()
 
     app = FastAPI(

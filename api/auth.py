@@ -2,8 +2,10 @@
 
 Keys are 256-bit random secrets (``secrets``), so a keyed hash (HMAC-SHA256 with a server pepper over
 a per-key salt and the secret) is enough: there is nothing to brute-force, and the check costs
-microseconds at thousands of requests a second. Verified keys are cached for a few seconds; a revoked
-key stops working within that time (at once when revoked through this server).
+microseconds at thousands of requests a second. The active keys (a small table) are held in memory and
+read again only when a key was created or revoked in this process (a version counter bumped by those
+writes), so a request never queries the database and a revoked key is refused by the very next request.
+Nothing else can change the table while the server runs: it is the database's single writer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 from mdm.errors import MdmError
 
 PREFIX = "mdm"
-CACHE_SECONDS = 10.0
 TOUCH_SECONDS = 60.0
 
 
@@ -85,21 +86,47 @@ def create_key(store: Any, name: str, role: str, created_by: str, roles: tuple[s
 
 
 class Authenticator:
-    """Verifies bearer tokens against the key table, with a short cache and batched last-used stamps."""
+    """Verifies bearer tokens against keys held in memory, with batched last-used stamps.
+
+    With ``load_keys`` the whole active key table is held (an unknown key ID never reaches the database);
+    otherwise keys are fetched one by one with ``lookup`` and kept. Either way the held keys are dropped
+    when ``version`` changes (a key was created or revoked) or by :meth:`forget`.
+    """
 
     def __init__(
         self,
         lookup: Callable[[str], dict[str, Any] | None],
         pepper: bytes,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        load_keys: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        version: Callable[[], int] = lambda: 0,
     ) -> None:
         self._lookup = lookup
+        self._load_keys = load_keys
         self._pepper = pepper
+        self._version = version
         self._clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._loaded_version: int | None = None
         self._used: set[str] = set()
         self._last_touch = clock()
         self._lock = threading.Lock()
+
+    def _row(self, key_id: str) -> dict[str, Any] | None:
+        """The active key ``key_id`` from memory (the table read again after a key write)."""
+        version = self._version()
+        if self._loaded_version != version:
+            keys = self._load_keys() if self._load_keys is not None else {}
+            with self._lock:
+                self._keys, self._loaded_version = keys, version
+        row = self._keys.get(key_id)
+        if row is None and self._load_keys is None:
+            row = self._lookup(key_id)
+            if row is not None:
+                with self._lock:
+                    self._keys = {**self._keys, key_id: row}
+        return row
 
     def verify(self, header: str | None) -> Principal | None:
         """The principal of a valid ``Authorization`` header, else None."""
@@ -108,15 +135,7 @@ class Authenticator:
         if parsed is None:
             return None
         key_id, secret = parsed
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(key_id)
-        if cached is None or cached[0] < now:
-            row = self._lookup(key_id)
-            with self._lock:
-                self._cache[key_id] = (now + CACHE_SECONDS, row)
-        else:
-            row = cached[1]
+        row = self._row(key_id)
         if row is None or not hmac.compare_digest(
             key_digest(self._pepper, row["salt"], secret), row["digest"]
         ):
@@ -126,9 +145,9 @@ class Authenticator:
         return Principal(key_id=key_id, name=str(row["name"]), role=str(row["role"]))
 
     def forget(self, key_id: str) -> None:
-        """Drop a key from the cache (after it was revoked)."""
+        """Drop a key at once (after it was revoked)."""
         with self._lock:
-            self._cache.pop(key_id, None)
+            self._keys = {k: v for k, v in self._keys.items() if k != key_id}
 
     def due_touches(self) -> list[str]:
         """Key IDs used since the last stamp, once a minute (empty otherwise)."""

@@ -3,27 +3,34 @@
 The server process is the database's single writer. Each worker thread reads through its own cursor
 (``Store.thread_view``), so reads see the last committed snapshot and never wait for a running batch;
 domain writes (real-time upserts, batch runs) take ``write_lock`` one at a time; audit appends go
-through one writer thread (``api.audit.AuditWriter``), so the hash chain stays linear and entries arriving
-together share a commit.
+through one writer (``api.audit.AuditWriter``), so the hash chain stays linear and entries arriving
+together share a journal sync. The hot reads answer from ``api.cache.ReadCache`` (current unless a write
+committed since it was built; releasing ``write_lock`` also counts as a write) and their dependencies are
+``async``, so they skip the threadpool; nothing on the event loop touches DuckDB, except reading the small
+key table again after a key was created or revoked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Self
 
 from fastapi import Request
 
-from api.audit import AuditWriter
+from api.audit import WAIT_SECONDS, AuditWriter
 from api.auth import Authenticator, Principal
+from api.cache import ReadCache
 from api.errors import ApiError, TokenBucket
 from api.metrics import Metrics
 from api.policy import Policy
 from mdm.store import Store
-from mdm.store.api_repo import ApiRepo
+from mdm.store.api_repo import ApiRepo, WriteCounter, write_counter
 
 log = logging.getLogger("mdm.api")
 
@@ -35,6 +42,36 @@ class ApiStore(Store, ApiRepo):
         return self
 
 
+class WriteLock:
+    """The domain write lock; its release counts as a data change, so read models never outlive a write
+    (also one made by a statement outside ``Store.transaction``)."""
+
+    def __init__(self, counter: WriteCounter) -> None:
+        self._lock = threading.Lock()
+        self._counter = counter
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (``threading.Lock.acquire`` semantics)."""
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        """Count a change, then let the next writer in."""
+        self._counter.bump()
+        self._lock.release()
+
+    def locked(self) -> bool:
+        """True while a write holds the lock."""
+        return self._lock.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
 @dataclass
 class ApiContext:
     """Everything a request needs; one per app."""
@@ -44,13 +81,20 @@ class ApiContext:
     auth: Authenticator
     limiter: TokenBucket
     metrics: Metrics
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    write_lock: WriteLock = field(init=False)
     auditor: AuditWriter = field(init=False)
+    cache: ReadCache = field(init=False)
     run_status: dict[str, Any] = field(default_factory=lambda: {"state": "idle"})
     _local: threading.local = field(default_factory=threading.local)
+    _chores: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="api-chores")
+    )
 
     def __post_init__(self) -> None:
+        counter = write_counter(self.store.path)
+        self.write_lock = WriteLock(counter)
         self.auditor = AuditWriter(self.store.thread_view)
+        self.cache = ReadCache(self.store.thread_view, counter, busy=self.write_lock.locked)
 
     def view(self) -> ApiStore:
         """This thread's store view (own cursor on the shared database)."""
@@ -67,6 +111,39 @@ def context(request: Request) -> ApiContext:
     return ctx
 
 
+async def context_async(request: Request) -> ApiContext:
+    """The app's context as an async dependency (runs on the event loop, not in the threadpool)."""
+    return context(request)
+
+
+def _submit_audit(
+    ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Any
+) -> Future[int]:
+    """Queue the entry (masked values only); a refusal to queue shows up in the returned future."""
+    fields: list[str] | None = details.pop("fields", None)
+    try:
+        return ctx.auditor.append_future(
+            action=action,
+            user=who.name if who else None,
+            key_id=who.key_id if who else "anonymous",
+            role=who.role if who else None,
+            fields=",".join(fields) if fields else None,
+            request_id=str(getattr(request.state, "request_id", "")),
+            **details,
+        )
+    except Exception as exc:
+        failed: Future[int] = Future()
+        failed.set_exception(exc)
+        return failed
+
+
+def _audit_failed(ctx: ApiContext, exc: BaseException) -> ApiError:
+    """The 503 of a request whose audit entry could not be written."""
+    log.error("audit append failed: %s", type(exc).__name__)
+    ctx.metrics.audit_failures.inc()
+    return ApiError(503, "audit_unavailable", "the audit log cannot be written; nothing was done")
+
+
 def audit(
     ctx: ApiContext,
     request: Request,
@@ -80,9 +157,11 @@ def audit(
     status: int | None = None,
     detail: str | None = None,
 ) -> int:
-    """Append an audit entry (masked values only); a failed append fails the request with 503."""
+    """Append an audit entry (masked values only) through the store (its sink: the audit writer) and
+    wait until it is durable; a failed append fails the request with 503. For sync handlers (threadpool);
+    async ones use :func:`audit_async`."""
     try:
-        seq = ctx.auditor.append(
+        seq = ctx.view().audit(
             action=action,
             user=who.name if who else None,
             key_id=who.key_id if who else "anonymous",
@@ -96,11 +175,41 @@ def audit(
             request_id=str(getattr(request.state, "request_id", "")),
         )
     except Exception as exc:
-        log.error("audit append failed: %s", type(exc).__name__)
-        ctx.metrics.audit_failures.inc()
-        raise ApiError(
-            503, "audit_unavailable", "the audit log cannot be written; nothing was done"
-        ) from None
+        raise _audit_failed(ctx, exc) from None
+    ctx.metrics.audit_entries.inc()
+    return seq
+
+
+async def audit_async(
+    ctx: ApiContext,
+    request: Request,
+    who: Principal | None,
+    action: str,
+    *,
+    target: str | None = None,
+    fields: list[str] | None = None,
+    view: str | None = None,
+    reason: str | None = None,
+    status: int | None = None,
+    detail: str | None = None,
+) -> int:
+    """:func:`audit` for async handlers: awaits the durable append without blocking the event loop."""
+    done = _submit_audit(
+        ctx,
+        request,
+        who,
+        action,
+        target=target,
+        fields=fields,
+        view=view,
+        reason=reason,
+        status=status,
+        detail=detail,
+    )
+    try:
+        seq = await asyncio.wait_for(asyncio.wrap_future(done), timeout=WAIT_SECONDS)
+    except Exception as exc:
+        raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()
     return seq
 
@@ -117,18 +226,26 @@ def authenticate(request: Request) -> Principal:
         raise ApiError(429, "rate_limited", "rate limit exceeded", {"Retry-After": str(max(1, round(wait)))})
     touches = ctx.auth.due_touches()
     if touches:
-        ctx.view().touch_api_keys(touches)
+        ctx._chores.submit(_touch, ctx, touches)
     return who
 
 
-def require(endpoint: str) -> Callable[[Request], Principal]:
+def _touch(ctx: ApiContext, key_ids: list[str]) -> None:
+    """Stamp keys as used (on the chores thread: a lost stamp only makes ``last_used_at`` older)."""
+    try:
+        ctx.view().touch_api_keys(key_ids)
+    except Exception as exc:
+        log.warning("key last-used stamps not written: %s", type(exc).__name__)
+
+
+def require(endpoint: str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: an authenticated caller whose role may call ``endpoint`` (403 otherwise, audited)."""
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         who = authenticate(request)
-        ctx = context(request)
+        ctx: ApiContext = request.app.state.ctx
         if not ctx.policy.allows(who.role, endpoint):
-            audit(ctx, request, who, "denied", target=endpoint, status=403)
+            await audit_async(ctx, request, who, "denied", target=endpoint, status=403)
             raise ApiError(403, "forbidden", f"role {who.role} may not call {endpoint}")
         return who
 

@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--suite", action="append", help="quality suite to run (repeatable; default all)")
     parser.add_argument("--size", default="100k", help="speed: 100k, 1m or both as 100k,1m")
     parser.add_argument(
+        "--endpoints", default="xref,customer,match", help="api: comma list of xref, customer, match"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes: checks the harness, not the figures"
     )
     parser.add_argument(
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> tuple[Path, list[Path], dict[str, Any]]:
     elif args.kind == "api":
         from benchmarks import api_latency
 
-        result = api_latency.run(args.size, smoke=args.smoke)
+        endpoints = tuple(e for e in args.endpoints.split(",") if e)
+        result = api_latency.run(args.size, smoke=args.smoke, endpoints=endpoints)
     elif args.kind == "incremental":
         from benchmarks import incremental
 

@@ -51,9 +51,15 @@ def incremental(size: Size = "1m", smoke: Smoke = False) -> None:
 
 
 @bench_app.command("api")
-def api(size: Size = "100k", smoke: Smoke = False) -> None:
+def api(
+    size: Size = "100k",
+    smoke: Smoke = False,
+    endpoints: Annotated[
+        str, typer.Option(help="Comma list of xref, customer, match.")
+    ] = "xref,customer,match",
+) -> None:
     """API latency under open-loop load: xref lookup, customer read, real-time match."""
-    _run(["api", "--size", size, *(["--smoke"] if smoke else [])])
+    _run(["api", "--size", size, "--endpoints", endpoints, *(["--smoke"] if smoke else [])])
 
 
 @bench_app.command("labels")

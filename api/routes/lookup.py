@@ -1,4 +1,9 @@
-"""Read endpoints: cross-reference, golden records, identifier search, change feed, aggregates."""
+"""Read endpoints: cross-reference, golden records, identifier search, change feed, aggregates.
+
+The two hot reads (current xref, customer) are ``async``: they answer from the in-memory read model
+(``api.cache``) on the event loop, fall back to DuckDB in the threadpool while the model is stale after
+a write, and await their audit entry without holding a thread.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
-from api.deps import ApiContext, audit, context, require
+from api.deps import ApiContext, audit, audit_async, context, context_async, require
 from api.errors import ApiError
 from api.models import (
     CUSTOMER_PATTERN,
@@ -28,8 +35,15 @@ log = logging.getLogger("mdm.api")
 router = APIRouter(prefix="/v1")
 
 Ctx = Annotated[ApiContext, Depends(context)]
+AsyncCtx = Annotated[ApiContext, Depends(context_async)]
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _json(model: BaseModel) -> Response:
+    """A model as its JSON answer, serialized once (FastAPI would validate the response model again);
+    the route still declares the model, so the OpenAPI document is unchanged."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def _aware(value: datetime) -> datetime:
@@ -39,59 +53,70 @@ def _aware(value: datetime) -> datetime:
 
 
 @router.get("/xref/{source}/{source_key}", response_model=XrefOut, summary="Customer ID of a source record")
-def get_xref(
-    ctx: Ctx,
+async def get_xref(
+    ctx: AsyncCtx,
     who: Annotated[Principal, Depends(require("xref"))],
     source: Annotated[str, Path(pattern=SOURCE_PATTERN)],
     source_key: Annotated[str, Path(min_length=1, max_length=128)],
     as_of: Annotated[datetime | None, Query(description="Owner at this time (history).")] = None,
     run: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Owner after this run.")] = None,
-) -> XrefOut:
+) -> Response:
     """The record's current customer ID, or the one it had at ``as_of`` or after run ``run``."""
-    store = ctx.view()
     if as_of is not None and run is not None:
         raise ApiError(422, "invalid_request", "give at most one of as_of and run")
     if as_of is None and run is None:
-        found = store.xref_current(source, source_key)
+        model = ctx.cache.current()
+        found = (
+            model.xref(source, source_key)
+            if model is not None
+            else await run_in_threadpool(lambda: ctx.view().xref_current(source, source_key))
+        )
         if found is None:
             raise ApiError(404, "not_found", "no current cross-reference for this record")
-        return XrefOut(
-            source=source,
-            source_key=source_key,
-            customer_id=found["customer_id"],
-            valid_from_run=found["valid_from_run"],
+        return _json(
+            XrefOut(
+                source=source,
+                source_key=source_key,
+                customer_id=found["customer_id"],
+                valid_from_run=found["valid_from_run"],
+            )
         )
     at = _aware(as_of) if as_of is not None else None
-    owner = store.xref_as_of(source, source_key, run_id=run, at=at)
+    owner = await run_in_threadpool(lambda: ctx.view().xref_as_of(source, source_key, run_id=run, at=at))
     if owner is None:
         raise ApiError(404, "not_found", "the record had no customer then")
-    return XrefOut(source=source, source_key=source_key, customer_id=owner, as_of=at, run=run)
+    return _json(XrefOut(source=source, source_key=source_key, customer_id=owner, as_of=at, run=run))
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut, summary="Golden record with lineage")
-def get_customer(
+async def get_customer(
     request: Request,
-    ctx: Ctx,
+    ctx: AsyncCtx,
     who: Annotated[Principal, Depends(require("customer"))],
     customer_id: Annotated[str, Path(pattern=CUSTOMER_PATTERN)],
     unmask: Annotated[bool, Query(description="Plain C2 values (steward only; needs a reason).")] = False,
     reason: Annotated[str | None, Query(max_length=500, description="Why the values are unmasked.")] = None,
-) -> CustomerOut:
+) -> Response:
     """The golden record as the caller's role may see it; a retired ID answers with its successor."""
     if unmask:
         if not ctx.policy.may_unmask(who.role):
-            audit(ctx, request, who, "denied", target=customer_id, detail="unmask", status=403)
+            await audit_async(ctx, request, who, "denied", target=customer_id, detail="unmask", status=403)
             raise ApiError(403, "forbidden", f"role {who.role} may not unmask")
         if len((reason or "").strip()) < ctx.policy.limits.reason_min_chars:
             raise ApiError(422, "invalid_request", "reason: unmasking needs a reason")
-    doc = ctx.view().customer(customer_id)
+    model = ctx.cache.current()
+    doc = (
+        model.customer(customer_id)
+        if model is not None
+        else await run_in_threadpool(lambda: ctx.view().customer(customer_id))
+    )
     if doc is None:
         raise ApiError(404, "not_found", "no such customer")
     attributes, shown = golden_view(ctx.policy, who.role, doc["attributes"], unmask)
     visible = {f"{name}_lineage" for name in attributes}
     lineage = {k: v for k, v in (doc["lineage"] or {}).items() if k in visible}
     view: Literal["masked", "plain"] = "plain" if unmask else "masked"
-    audit(
+    await audit_async(
         ctx,
         request,
         who,
@@ -103,7 +128,7 @@ def get_customer(
         status=200,
     )
     resolved = str(doc["customer_id"])
-    return CustomerOut(
+    out = CustomerOut(
         requested_id=customer_id,
         customer_id=resolved,
         merged_into=resolved if resolved != customer_id else None,
@@ -115,6 +140,7 @@ def get_customer(
         lineage=lineage,
         records=doc["records"],
     )
+    return _json(out)
 
 
 def _normalized(kind: str, value: str) -> str | None:

@@ -16,12 +16,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 import os
 import secrets
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, Protocol, Self
 
+import duckdb
 import polars as pl
 
 from mdm.errors import MdmError
@@ -110,10 +116,158 @@ def index_digest(key: bytes, kind: str, value: str) -> str:
 
 
 _ENV = {"audit": "MDM_AUDIT_KEY", "index": "MDM_INDEX_KEY", "pepper": "MDM_APIKEY_PEPPER"}
+_AUDIT_SCHEMA: dict[str, Any] = {
+    "seq": pl.Int64,
+    "logged_at": pl.Datetime("us", "UTC"),
+    **dict.fromkeys(AUDIT_FIELDS, pl.String),
+    "prev_hash": pl.String,
+    "hash": pl.String,
+}
+JOURNAL_SUFFIX = ".audit-journal"
+#: Longest wait for an audit sink to make an entry durable.
+SINK_WAIT_SECONDS = 10.0
+
+
+class WriteCounter:
+    """Data-changing commits to one database file in this process: in-memory read models compare it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def bump(self) -> int:
+        """Count one more change; returns the new value."""
+        with self._lock:
+            self.value += 1
+            return self.value
+
+
+_COUNTERS: dict[tuple[str, str], WriteCounter] = {}
+_COUNTERS_LOCK = threading.Lock()
+
+
+def write_counter(path: Path | str, topic: str = "data") -> WriteCounter:
+    """The process-wide counter of ``topic`` (``data``: records/customers/xref; ``keys``: API keys)."""
+    key = (str(Path(path).resolve()), topic)
+    with _COUNTERS_LOCK:
+        return _COUNTERS.setdefault(key, WriteCounter())
+
+
+class AuditSink(Protocol):
+    """Where a serving process sends every audit entry (``api.audit.AuditWriter``), so the chain has one writer."""
+
+    def submit(self, entry: dict[str, Any]) -> Future[int]:
+        """Queue one entry (columns of AUDIT_FIELDS); the future holds its sequence once durable."""
+        ...
+
+    def flush(self) -> None:
+        """Return once every entry accepted so far is in the ``audit_log`` table."""
+        ...
+
+
+def audit_entry(
+    *,
+    action: str,
+    user: str | None = None,
+    key_id: str | None = None,
+    role: str | None = None,
+    target: str | None = None,
+    fields: str | None = None,
+    view: str | None = None,
+    reason: str | None = None,
+    status: int | None = None,
+    detail: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """One audit entry as its AUDIT_FIELDS columns; a status that is not an int raises MdmError."""
+    if status is not None and not isinstance(status, int):
+        raise MdmError("audit status must be an HTTP status code")
+    return {
+        "request_id": request_id,
+        "key_id": key_id or (f"cli:{user}" if user else None),
+        "actor": user,
+        "role": role,
+        "action": action,
+        "target": target,
+        "fields": fields,
+        "view": view,
+        "reason": reason,
+        "status": status,
+        "detail": detail,
+    }
+
+
+def chain_rows(
+    entries: Sequence[dict[str, Any]], seq: int, prev: str, key: bytes, now: datetime
+) -> list[list[Any]]:
+    """Audit rows (seq, logged_at, AUDIT_FIELDS..., prev_hash, hash) chained after entry ``seq``/``prev``.
+
+    Each hash is HMAC(audit key, payload) over its sequence, time, every column and the previous hash:
+    the same bytes the SQL of ``verify_audit`` hashes.
+    """
+    micros = (now - EPOCH) // timedelta(microseconds=1)
+    rows: list[list[Any]] = []
+    for entry in entries:
+        seq += 1
+        values = [entry.get(c) for c in AUDIT_FIELDS]
+        payload = "\x1f".join(
+            [str(seq), str(micros), *(_NULL if v is None else str(v) for v in values), prev]
+        )
+        digest = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+        rows.append([seq, now, *values, prev, digest])
+        prev = digest
+    return rows
+
+
+def journal_line(row: Sequence[Any]) -> bytes:
+    """One audit row as a journal line (JSON array; the time as epoch microseconds)."""
+    micros = (row[1] - EPOCH) // timedelta(microseconds=1)
+    return (json.dumps([row[0], micros, *row[2:]], ensure_ascii=False) + "\n").encode()
+
+
+def journal_rows(data: bytes) -> list[list[Any]]:
+    """The audit rows of a journal file; a torn last line (a crash mid-append) is skipped."""
+    rows: list[list[Any]] = []
+    for line in data.split(b"\n"):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        rows.append([item[0], EPOCH + timedelta(microseconds=item[1]), *item[2:]])
+    return rows
 
 
 class ApiRepo(StoreBase):
     """Store methods of the HTTP API (keys, audit, identifier index, point reads)."""
+
+    _quiet_writes: bool = False
+    _audit_sink: AuditSink | None = None
+
+    # ----- change tracking ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``StoreBase.transaction``; a committed outer transaction also bumps the data write counter
+        (unless inside :meth:`quiet_writes`), so read models in this process notice every change."""
+        outer = not self._in_tx
+        with super().transaction() as con:
+            yield con
+        if outer and not self._quiet_writes:
+            write_counter(self.path).bump()
+
+    @contextmanager
+    def quiet_writes(self) -> Iterator[None]:
+        """Commits inside change no customer data (audit appends, key stamps): the counter stays."""
+        before = self._quiet_writes
+        self._quiet_writes = True
+        try:
+            yield
+        finally:
+            self._quiet_writes = before
+
+    def install_audit_sink(self, sink: AuditSink | None) -> None:
+        """Send this store's (and its later thread views') audit entries to ``sink``."""
+        self._audit_sink = sink
 
     # ----- schema, secrets, threads ---------------------------------------------------
 
@@ -148,12 +302,13 @@ class ApiRepo(StoreBase):
 
     def add_api_key(self, key_id: str, name: str, role: str, salt: str, digest: str, created_by: str) -> None:
         """Store a new key's salted, peppered digest (the key itself is never stored)."""
-        with self.transaction() as con:
+        with self.quiet_writes(), self.transaction() as con:
             con.execute(
                 """INSERT INTO api_keys (key_id, name, role, salt, digest, created_by, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, now())""",
                 [key_id, name, role, salt, digest, created_by],
             )
+        write_counter(self.path, "keys").bump()
 
     def api_key(self, key_id: str) -> dict[str, Any] | None:
         """One active key's role, name, salt and digest; None when unknown or revoked."""
@@ -165,6 +320,11 @@ class ApiRepo(StoreBase):
             return None
         return dict(zip(("key_id", "name", "role", "salt", "digest"), row, strict=True))
 
+    def active_api_keys(self) -> dict[str, dict[str, Any]]:
+        """key_id -> role, name, salt and digest of every active key (a small table, read whole)."""
+        frame = self.query("SELECT key_id, name, role, salt, digest FROM api_keys WHERE revoked_at IS NULL")
+        return {str(row["key_id"]): row for row in frame.to_dicts()}
+
     def api_keys(self) -> pl.DataFrame:
         """Every key without its digest: id, name, role, created, last used, revoked."""
         return self.query(
@@ -175,19 +335,20 @@ class ApiRepo(StoreBase):
     def touch_api_keys(self, key_ids: Sequence[str]) -> None:
         """Stamp keys as used now (the server batches these stamps)."""
         if key_ids:
-            with self.transaction() as con:
+            with self.quiet_writes(), self.transaction() as con:
                 con.execute(
                     "UPDATE api_keys SET last_used_at = now() WHERE list_contains(?, key_id)", [list(key_ids)]
                 )
 
     def revoke_api_key(self, key_id: str) -> bool:
         """Revoke a key; False when it was unknown or already revoked."""
-        with self.transaction() as con:
+        with self.quiet_writes(), self.transaction() as con:
             done = con.execute(
                 """UPDATE api_keys SET revoked_at = now() WHERE key_id = ? AND revoked_at IS NULL
                 RETURNING key_id""",
                 [key_id],
             ).fetchall()
+        write_counter(self.path, "keys").bump()
         return bool(done)
 
     # ----- audit log ---------------------------------------------------------------------
@@ -211,61 +372,53 @@ class ApiRepo(StoreBase):
 
         Callers pass masked values only. A failure raises and the caller's operation fails.
         """
-        entry = {
-            "request_id": request_id,
-            "key_id": key_id or (f"cli:{user}" if user else None),
-            "actor": user,
-            "role": role,
-            "action": action,
-            "target": target,
-            "fields": fields,
-            "view": view,
-            "reason": reason,
-            "status": status,
-            "detail": detail,
-        }
+        entry = audit_entry(
+            action=action,
+            user=user,
+            key_id=key_id,
+            role=role,
+            target=target,
+            fields=fields,
+            view=view,
+            reason=reason,
+            status=status,
+            detail=detail,
+            request_id=request_id,
+        )
         return self.audit_many([entry])[0]
 
     def audit_many(self, entries: Sequence[dict[str, Any]]) -> list[int]:
-        """Append entries (columns of AUDIT_FIELDS) in one statement; returns their sequence numbers.
+        """Append entries (columns of AUDIT_FIELDS); returns their sequence numbers.
 
-        Each entry's hash is HMAC(audit key, payload) where the payload holds its sequence, time, every
-        column and the previous entry's hash: the same bytes the SQL of :meth:`verify_audit` hashes.
+        In a serving process the entries go through its audit sink (one chain writer); otherwise they
+        are chained after the table's last entry (a left-over journal replayed first) in one statement.
         """
         for entry in entries:
-            status = entry.get("status")
-            if status is not None and not isinstance(status, int):
-                raise MdmError("audit status must be an HTTP status code")
+            audit_entry(action=str(entry.get("action")), status=entry.get("status"))
+        if self._audit_sink is not None:
+            futures = [self._audit_sink.submit(dict(entry)) for entry in entries]
+            return [f.result(timeout=SINK_WAIT_SECONDS) for f in futures]
+        self.replay_audit_journal()
         key = self.api_secret("audit")
-        with self.transaction() as con:
-            tail = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (int(tail[0]), str(tail[1])) if tail else (0, GENESIS)
-            now = datetime.now(UTC)
-            micros = (now - EPOCH) // timedelta(microseconds=1)
-            rows: list[list[Any]] = []
-            seqs: list[int] = []
-            for entry in entries:
-                seq += 1
-                seqs.append(seq)
-                values = [entry.get(c) for c in AUDIT_FIELDS]
-                payload = "\x1f".join(
-                    [str(seq), str(micros), *(_NULL if v is None else str(v) for v in values), prev]
-                )
-                digest = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
-                rows.append([seq, now, *values, prev, digest])
-                prev = digest
-            frame = pl.DataFrame(
-                rows,
-                schema={
-                    "seq": pl.Int64,
-                    "logged_at": pl.Datetime("us", "UTC"),
-                    **dict.fromkeys(AUDIT_FIELDS, pl.String),
-                    "prev_hash": pl.String,
-                    "hash": pl.String,
-                },
-                orient="row",
-                strict=False,
-            ).with_columns(pl.col("status").cast(pl.Int32))
+        with self.transaction():
+            seq, prev = self.audit_tail()
+            rows = chain_rows(entries, seq, prev, key, datetime.now(UTC))
+            self.insert_audit_rows(rows)
+        return [int(r[0]) for r in rows]
+
+    def audit_tail(self) -> tuple[int, str]:
+        """(sequence, hash) of the last audit entry; (0, genesis) when there is none."""
+        tail = self.con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(tail[0]), str(tail[1])) if tail else (0, GENESIS)
+
+    def insert_audit_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert chained audit rows (from :func:`chain_rows`) in one quiet transaction."""
+        if not rows:
+            return
+        frame = pl.DataFrame(rows, schema=_AUDIT_SCHEMA, orient="row", strict=False).with_columns(
+            pl.col("status").cast(pl.Int32)
+        )
+        with self.quiet_writes(), self.transaction() as con:
             con.register("audit_new", frame.to_arrow())
             try:
                 con.execute(
@@ -274,14 +427,42 @@ class ApiRepo(StoreBase):
                 )
             finally:
                 con.unregister("audit_new")
-        return seqs
+
+    def audit_journal_dir(self) -> Path:
+        """The folder of the serving process's audit journal (``<db>.audit-journal``)."""
+        return self.path.with_name(self.path.name + JOURNAL_SUFFIX)
+
+    def replay_audit_journal(self) -> int:
+        """Load journaled audit entries the table lacks (a server stopped before loading them), then
+        delete the journal; returns how many were loaded. Nothing to do without a journal."""
+        folder = self.audit_journal_dir()
+        segments = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        if not segments:
+            return 0
+        last, tail_hash = self.audit_tail()
+        rows = [r for seg in segments for r in journal_rows(seg.read_bytes()) if int(r[0]) > last]
+        rows.sort(key=lambda r: int(r[0]))
+        if rows and (int(rows[0][0]) != last + 1 or rows[0][-2] != tail_hash):
+            raise MdmError(f"the audit journal in {folder} does not continue the audit log; not replayed")
+        self.insert_audit_rows(rows)
+        for seg in segments:
+            seg.unlink()
+        return len(rows)
 
     def audit_entries(self, after: int = 0, limit: int = 100) -> pl.DataFrame:
         """Audit entries with ``seq > after``, oldest first, at most ``limit``."""
+        if self._audit_sink is not None:
+            self._audit_sink.flush()
         return self.query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit])
 
     def verify_audit(self) -> dict[str, Any]:
-        """Recompute every entry's keyed hash and chain link; report the first broken entry (None: intact)."""
+        """Recompute every entry's keyed hash and chain link; report the first broken entry (None: intact).
+
+        Entries still only in the journal are loaded first (the sink's flush, or a left-over replay)."""
+        if self._audit_sink is not None:
+            self._audit_sink.flush()
+        else:
+            self.replay_audit_journal()
         params = hmac_pads(self.api_secret("audit"))
         row = self.con.execute(
             f"""WITH c AS (
