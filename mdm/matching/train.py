@@ -32,6 +32,8 @@ from mdm.errors import MdmError
 from mdm.matching.features import matching_frame
 
 MODEL_FORMAT = 1
+#: Random pairs scored per Splink call when re-estimating u (bounds the memory of the scored rows).
+POSTERIOR_CHUNK = 500_000
 log = logging.getLogger(__name__)
 
 
@@ -168,11 +170,18 @@ def posterior_u(
         return settings
     db_api = new_db_api()
     linker = new_linker(frame, settings, db_api)
-    linker.table_management.register_blocked_pairs_for_predict(
-        db_api.register(pairs.to_arrow(), table_name="random_pairs")
-    )
-    scored = linker.inference.predict().as_duckdbpyrelation().pl()
     out = json.loads(json.dumps(settings))
+    keep = ["match_weight", *[f"gamma_{c['output_column_name']}" for c in out["comparisons"]]]
+    parts = []
+    for start in range(0, pairs.height, POSTERIOR_CHUNK):
+        chunk = pairs.slice(start, POSTERIOR_CHUNK).to_arrow()
+        linker.table_management.register_blocked_pairs_for_predict(
+            db_api.register(chunk, table_name=f"random_pairs_{start}")
+        )
+        predicted = linker.inference.predict()
+        parts.append(predicted.as_duckdbpyrelation().select(*keep).pl())
+        predicted.drop_table_from_database_and_remove_from_cache()
+    scored = pl.concat(parts)
     updatable = [
         (comparison["output_column_name"], value, level)
         for comparison in out["comparisons"]
@@ -182,10 +191,7 @@ def posterior_u(
         and level.get("u_probability") is not None
     ]
     original = {id(level): float(level["u_probability"]) for _, _, level in updatable}
-    base = scored.select(
-        pl.col("match_weight").cast(pl.Float64).alias("mw0"),
-        *[pl.col(f"gamma_{c['output_column_name']}") for c in out["comparisons"]],
-    )
+    base = scored.with_columns(pl.col("match_weight").cast(pl.Float64).alias("mw0"))
     for _ in range(rounds):
         shift = pl.sum_horizontal(
             pl.lit(0.0),
