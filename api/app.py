@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from api.auth import Authenticator
 from api.deps import ApiContext, ApiStore
 from api.errors import RequestIdMiddleware, TokenBucket, install_error_handlers
+from api.fast import FastReads, hot_routes
 from api.metrics import Metrics, MetricsMiddleware
 from api.models import ERROR_RESPONSES
 from api.policy import Policy, load_policy
@@ -89,10 +90,11 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware, max_body=chosen.limits.max_body_bytes)
     app.mount(ops.STATIC, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
     app.mount(steward_page.STATIC_URL, StaticFiles(directory=steward_page.STATIC_DIR), name="steward-static")
     for module in (ops, lookup, realtime, governance, steward, steward_page):
         app.include_router(module.router)
+    app.add_middleware(FastReads, ctx=ctx, routes=hot_routes(lookup.router.routes))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware, max_body=chosen.limits.max_body_bytes)
     return app

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 import polars as pl
@@ -35,6 +35,11 @@ MAX_DEPTH = 1000
 RETRY_SECONDS = 5.0
 #: Pause between checks while a write holds the write lock (the model is rebuilt once it is free).
 BUSY_POLL_SECONDS = 0.05
+#: Most answers memoized per model (masked views, serialized bodies; ~2 KB each); the memo starts over
+#: when full, so it holds at most ~200 MB.
+MEMO_LIMIT = 100_000
+
+T = TypeVar("T")
 
 _XREF_SQL = """SELECT source || chr(31) || source_key AS k, source, source_key, customer_id, rid, valid_from_run
     FROM xref WHERE valid_to_run IS NULL ORDER BY customer_id, rid"""
@@ -92,6 +97,21 @@ class ReadModel:
     c_attributes: pa.Array
     c_lineage: pa.Array
     c_created: pa.Array
+    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def memoized(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` computed once per key for this model (answers derived from its data only, e.g.
+        a golden document masked for a role): a write makes a new model, so no memo outlives its data."""
+        try:
+            found: T = self.memo[key]
+            return found
+        except KeyError:
+            pass
+        value = build()
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        self.memo[key] = value
+        return value
 
     def xref(self, source: str, source_key: str) -> dict[str, Any] | None:
         """``Store.xref_current`` from memory: customer_id, rid, valid_from_run; None when not current."""

@@ -216,7 +216,11 @@ async def audit_async(
 
 def authenticate(request: Request) -> Principal:
     """The caller of a valid bearer key, within its rate limit; 401 or 429 otherwise."""
-    ctx = context(request)
+    return authenticate_in(context(request), request)
+
+
+def authenticate_in(ctx: ApiContext, request: Request) -> Principal:
+    """:func:`authenticate` with the app's context already at hand (the fast read path has it)."""
     who = ctx.auth.verify(request.headers.get("authorization"))
     if who is None:
         raise ApiError(401, "unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
@@ -238,16 +242,20 @@ def _touch(ctx: ApiContext, key_ids: list[str]) -> None:
         log.warning("key last-used stamps not written: %s", type(exc).__name__)
 
 
+async def authorize(ctx: ApiContext, request: Request, endpoint: str) -> Principal:
+    """The authenticated caller (401, 429) if its role may call ``endpoint``; else an audited 403."""
+    who = authenticate_in(ctx, request)
+    if not ctx.policy.allows(who.role, endpoint):
+        await audit_async(ctx, request, who, "denied", target=endpoint, status=403)
+        raise ApiError(403, "forbidden", f"role {who.role} may not call {endpoint}")
+    return who
+
+
 def require(endpoint: str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: an authenticated caller whose role may call ``endpoint`` (403 otherwise, audited)."""
 
     async def dependency(request: Request) -> Principal:
-        who = authenticate(request)
-        ctx: ApiContext = request.app.state.ctx
-        if not ctx.policy.allows(who.role, endpoint):
-            await audit_async(ctx, request, who, "denied", target=endpoint, status=403)
-            raise ApiError(403, "forbidden", f"role {who.role} may not call {endpoint}")
-        return who
+        return await authorize(context(request), request, endpoint)
 
     dependency.__name__ = f"require_{endpoint}"
     return dependency

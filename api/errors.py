@@ -68,6 +68,13 @@ def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or request.headers.get("x-request-id", ""))
 
 
+def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
+    """The answer to an :class:`ApiError` (the app's handler and the fast read path both send it)."""
+    return JSONResponse(
+        error_body(exc.code, exc.message, request_id_of(request)), status_code=exc.status, headers=exc.headers
+    )
+
+
 def _respond(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return JSONResponse(
         error_body(code, message, request_id_of(request)), status_code=status, headers=headers
@@ -88,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _respond(request, exc.status, exc.code, exc.message, exc.headers)  # type: ignore[no-any-return]
+        return api_error_response(request, exc)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -63,6 +63,9 @@ def resolved_store(size: str, smoke: bool) -> Path:
     target = OUT / "work" / f"api-{label}" / "api.duckdb"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(work / "bench.duckdb", target)
+    target.with_name(f"{target.name}.wal").unlink(
+        missing_ok=True
+    )  # a crashed server's log is not this copy's
     shutil.rmtree(target.with_name(f"{target.name}.audit-journal"), ignore_errors=True)
     shutil.copy(work / "model.json", target.with_name(f"{target.name}.person.model.json"))
     return target

@@ -2,14 +2,17 @@
 
 The two hot reads (current xref, customer) are ``async``: they answer from the in-memory read model
 (``api.cache``) on the event loop, fall back to DuckDB in the threadpool while the model is stale after
-a write, and await their audit entry without holding a thread.
+a write, and await their audit entry without holding a thread. A model's answers are memoized in it (a
+masked golden view per customer and role, an xref body per record), so a repeat read neither masks nor
+serializes; ``read_xref_current`` and ``read_customer`` are shared with the fast path (``api.fast``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
@@ -27,7 +30,7 @@ from api.models import (
     StatsOut,
     XrefOut,
 )
-from api.policy import golden_view, mask_field
+from api.policy import Policy, golden_view, mask_field
 from mdm.privacy import mask
 from mdm.store.api_repo import INDEX_KINDS, index_digest
 
@@ -52,6 +55,115 @@ def _aware(value: datetime) -> datetime:
     return min(max(aware, _EARLIEST), _LATEST).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class CustomerAnswer:
+    """A customer read ready to send: the serialized body, the live ID and the C2 fields it shows."""
+
+    body: bytes
+    customer_id: str
+    shown: tuple[str, ...]
+
+
+def customer_answer(
+    policy: Policy, role: str, requested_id: str, doc: dict[str, Any] | None, unmask: bool = False
+) -> CustomerAnswer | None:
+    """The golden document ``doc`` as ``role`` may see it, serialized (None when there is no document)."""
+    if doc is None:
+        return None
+    attributes, shown = golden_view(policy, role, doc["attributes"], unmask)
+    visible = {f"{name}_lineage" for name in attributes}
+    lineage = {k: v for k, v in (doc["lineage"] or {}).items() if k in visible}
+    resolved = str(doc["customer_id"])
+    out = CustomerOut(
+        requested_id=requested_id,
+        customer_id=resolved,
+        merged_into=resolved if resolved != requested_id else None,
+        status=str(doc["status"]),
+        version=doc.get("version"),
+        run_id=doc.get("run_id"),
+        view="plain" if unmask else "masked",
+        attributes=attributes,
+        lineage=lineage,
+        records=doc["records"],
+    )
+    return CustomerAnswer(out.model_dump_json(by_alias=True).encode(), resolved, tuple(shown))
+
+
+def xref_current_body(source: str, source_key: str, found: dict[str, Any] | None) -> bytes | None:
+    """The serialized current cross-reference of a record (None when it has no current owner)."""
+    if found is None:
+        return None
+    out = XrefOut(
+        source=source,
+        source_key=source_key,
+        customer_id=found["customer_id"],
+        valid_from_run=found["valid_from_run"],
+    )
+    return out.model_dump_json(by_alias=True).encode()
+
+
+async def read_xref_current(ctx: ApiContext, source: str, source_key: str) -> Response:
+    """The answer to a current xref read: from the read model (each body serialized once per model),
+    else from DuckDB in the threadpool; 404 when the record has no current owner."""
+    model = ctx.cache.current()
+    if model is not None:
+        body = model.memoized(
+            ("xref", source, source_key),
+            lambda: xref_current_body(source, source_key, model.xref(source, source_key)),
+        )
+    else:
+        found = await run_in_threadpool(lambda: ctx.view().xref_current(source, source_key))
+        body = xref_current_body(source, source_key, found)
+    if body is None:
+        raise ApiError(404, "not_found", "no current cross-reference for this record")
+    return Response(body, media_type="application/json")
+
+
+async def read_customer(
+    ctx: ApiContext,
+    request: Request,
+    who: Principal,
+    customer_id: str,
+    unmask: bool = False,
+    reason: str | None = None,
+) -> Response:
+    """The answer to a customer read, audited: a masked view comes from the read model's memo (masked
+    once per customer and role), anything else is built per request; 404 for an unknown ID."""
+    if unmask:
+        if not ctx.policy.may_unmask(who.role):
+            await audit_async(ctx, request, who, "denied", target=customer_id, detail="unmask", status=403)
+            raise ApiError(403, "forbidden", f"role {who.role} may not unmask")
+        if len((reason or "").strip()) < ctx.policy.limits.reason_min_chars:
+            raise ApiError(422, "invalid_request", "reason: unmasking needs a reason")
+    model = ctx.cache.current()
+    if model is not None and not unmask:
+        answer = model.memoized(
+            ("customer", who.role, customer_id),
+            lambda: customer_answer(ctx.policy, who.role, customer_id, model.customer(customer_id)),
+        )
+    else:
+        doc = (
+            model.customer(customer_id)
+            if model is not None
+            else await run_in_threadpool(lambda: ctx.view().customer(customer_id))
+        )
+        answer = customer_answer(ctx.policy, who.role, customer_id, doc, unmask)
+    if answer is None:
+        raise ApiError(404, "not_found", "no such customer")
+    await audit_async(
+        ctx,
+        request,
+        who,
+        "customer.unmask" if unmask else "customer.read",
+        target=answer.customer_id,
+        fields=list(answer.shown),
+        view="plain" if unmask else "masked",
+        reason=mask(reason.strip()) if unmask and reason else None,
+        status=200,
+    )
+    return Response(answer.body, media_type="application/json")
+
+
 @router.get("/xref/{source}/{source_key}", response_model=XrefOut, summary="Customer ID of a source record")
 async def get_xref(
     ctx: AsyncCtx,
@@ -65,22 +177,7 @@ async def get_xref(
     if as_of is not None and run is not None:
         raise ApiError(422, "invalid_request", "give at most one of as_of and run")
     if as_of is None and run is None:
-        model = ctx.cache.current()
-        found = (
-            model.xref(source, source_key)
-            if model is not None
-            else await run_in_threadpool(lambda: ctx.view().xref_current(source, source_key))
-        )
-        if found is None:
-            raise ApiError(404, "not_found", "no current cross-reference for this record")
-        return _json(
-            XrefOut(
-                source=source,
-                source_key=source_key,
-                customer_id=found["customer_id"],
-                valid_from_run=found["valid_from_run"],
-            )
-        )
+        return await read_xref_current(ctx, source, source_key)
     at = _aware(as_of) if as_of is not None else None
     owner = await run_in_threadpool(lambda: ctx.view().xref_as_of(source, source_key, run_id=run, at=at))
     if owner is None:
@@ -98,49 +195,7 @@ async def get_customer(
     reason: Annotated[str | None, Query(max_length=500, description="Why the values are unmasked.")] = None,
 ) -> Response:
     """The golden record as the caller's role may see it; a retired ID answers with its successor."""
-    if unmask:
-        if not ctx.policy.may_unmask(who.role):
-            await audit_async(ctx, request, who, "denied", target=customer_id, detail="unmask", status=403)
-            raise ApiError(403, "forbidden", f"role {who.role} may not unmask")
-        if len((reason or "").strip()) < ctx.policy.limits.reason_min_chars:
-            raise ApiError(422, "invalid_request", "reason: unmasking needs a reason")
-    model = ctx.cache.current()
-    doc = (
-        model.customer(customer_id)
-        if model is not None
-        else await run_in_threadpool(lambda: ctx.view().customer(customer_id))
-    )
-    if doc is None:
-        raise ApiError(404, "not_found", "no such customer")
-    attributes, shown = golden_view(ctx.policy, who.role, doc["attributes"], unmask)
-    visible = {f"{name}_lineage" for name in attributes}
-    lineage = {k: v for k, v in (doc["lineage"] or {}).items() if k in visible}
-    view: Literal["masked", "plain"] = "plain" if unmask else "masked"
-    await audit_async(
-        ctx,
-        request,
-        who,
-        "customer.unmask" if unmask else "customer.read",
-        target=doc["customer_id"],
-        fields=shown,
-        view=view,
-        reason=mask(reason.strip()) if unmask and reason else None,
-        status=200,
-    )
-    resolved = str(doc["customer_id"])
-    out = CustomerOut(
-        requested_id=customer_id,
-        customer_id=resolved,
-        merged_into=resolved if resolved != customer_id else None,
-        status=str(doc["status"]),
-        version=doc.get("version"),
-        run_id=doc.get("run_id"),
-        view=view,
-        attributes=attributes,
-        lineage=lineage,
-        records=doc["records"],
-    )
-    return _json(out)
+    return await read_customer(ctx, request, who, customer_id, unmask, reason)
 
 
 def _normalized(kind: str, value: str) -> str | None:
