@@ -12,25 +12,24 @@ key table again after a key was created or revoked.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 from fastapi import Request
 
-from api.audit import WAIT_SECONDS, AuditWriter
+from api.audit import AuditWriter
 from api.auth import Authenticator, Principal
 from api.cache import ReadCache
 from api.errors import ApiError, TokenBucket
 from api.metrics import Metrics
 from api.policy import Policy
 from mdm.store import Store
-from mdm.store.api_repo import ApiRepo, WriteCounter, write_counter
+from mdm.store.api_repo import ApiRepo, WriteCounter, audit_entry, write_counter
 
 log = logging.getLogger("mdm.api")
 
@@ -116,25 +115,20 @@ async def context_async(request: Request) -> ApiContext:
     return context(request)
 
 
-def _submit_audit(
+def _audit_row(
     ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Any
-) -> Future[int]:
-    """Queue the entry (masked values only); a refusal to queue shows up in the returned future."""
+) -> dict[str, Any]:
+    """The entry's AUDIT_FIELDS columns (masked values only)."""
     fields: list[str] | None = details.pop("fields", None)
-    try:
-        return ctx.auditor.append_future(
-            action=action,
-            user=who.name if who else None,
-            key_id=who.key_id if who else "anonymous",
-            role=who.role if who else None,
-            fields=",".join(fields) if fields else None,
-            request_id=str(getattr(request.state, "request_id", "")),
-            **details,
-        )
-    except Exception as exc:
-        failed: Future[int] = Future()
-        failed.set_exception(exc)
-        return failed
+    return audit_entry(
+        action=action,
+        user=who.name if who else None,
+        key_id=who.key_id if who else "anonymous",
+        role=who.role if who else None,
+        fields=",".join(fields) if fields else None,
+        request_id=str(getattr(request.state, "request_id", "")),
+        **details,
+    )
 
 
 def _audit_failed(ctx: ApiContext, exc: BaseException) -> ApiError:
@@ -194,20 +188,20 @@ async def audit_async(
     detail: str | None = None,
 ) -> int:
     """:func:`audit` for async handlers: awaits the durable append without blocking the event loop."""
-    done = _submit_audit(
-        ctx,
-        request,
-        who,
-        action,
-        target=target,
-        fields=fields,
-        view=view,
-        reason=reason,
-        status=status,
-        detail=detail,
-    )
     try:
-        seq = await asyncio.wait_for(asyncio.wrap_future(done), timeout=WAIT_SECONDS)
+        entry = _audit_row(
+            ctx,
+            request,
+            who,
+            action,
+            target=target,
+            fields=fields,
+            view=view,
+            reason=reason,
+            status=status,
+            detail=detail,
+        )
+        seq = await ctx.auditor.append_async(entry)
     except Exception as exc:
         raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()

@@ -3,14 +3,17 @@ verifies, and a bad entry fails only its own request."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from api import audit as audit_module
 from api.app import open_api_store
-from api.audit import AuditWriter
+from api.audit import AuditUnavailable, AuditWriter
 from mdm.errors import MdmError
+from mdm.store.api_repo import audit_entry
 
 
 @pytest.mark.parametrize("threads", [1, 8, 32])
@@ -39,4 +42,80 @@ def test_a_bad_entry_fails_alone(tmp_path: Path) -> None:
     assert sorted(f.result() for f in good + more) == list(range(1, 41))
     writer.close()
     assert store.verify_audit()["first_broken"] is None
+    store.close()
+
+
+@pytest.mark.parametrize("callers", [1, 50])
+def test_async_appends_wait_for_their_own_durable_entry(tmp_path: Path, callers: int) -> None:
+    store = open_api_store(tmp_path / "c.duckdb")
+    writer = AuditWriter(store.thread_view)
+    synced: list[int] = []
+    real_sync = audit_module.os.fdatasync
+
+    def counting(fd: int) -> None:
+        real_sync(fd)
+        synced.append(writer._written_seq)
+
+    async def many() -> list[int]:
+        return list(
+            await asyncio.gather(
+                *(
+                    writer.append_async(audit_entry(action="read", target=f"a{i}", status=200))
+                    for i in range(callers)
+                )
+            )
+        )
+
+    audit_module.os.fdatasync = counting  # type: ignore[assignment]
+    try:
+        seqs = asyncio.run(many())
+    finally:
+        audit_module.os.fdatasync = real_sync
+    writer.close()
+    assert sorted(seqs) == list(range(1, callers + 1))
+    assert synced and max(synced) >= callers
+    assert store.verify_audit() == {"entries": callers, "verified_to": callers, "first_broken": None}
+    store.close()
+
+
+@pytest.mark.parametrize("segment_bytes", [200, 2000])
+def test_segments_rotate_and_are_removed_once_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment_bytes: int
+) -> None:
+    monkeypatch.setattr(audit_module, "SEGMENT_BYTES", segment_bytes)
+    store = open_api_store(tmp_path / "r.duckdb")
+    writer = AuditWriter(store.thread_view)
+    seqs = [writer.append(action="read", target=f"t{i}", status=200) for i in range(60)]
+    folder = store.audit_journal_dir()
+    assert len(list(folder.glob("*.jsonl"))) >= 2
+    writer.flush()
+    assert len(list(folder.glob("*.jsonl"))) <= 2
+    writer.close()
+    assert seqs == list(range(1, 61))
+    assert not any(folder.glob("*.jsonl"))
+    assert store.verify_audit() == {"entries": 60, "verified_to": 60, "first_broken": None}
+    store.close()
+
+
+@pytest.mark.parametrize("later", [1, 3])
+def test_after_a_failed_sync_every_entry_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: int
+) -> None:
+    store = open_api_store(tmp_path / "f.duckdb")
+    writer = AuditWriter(store.thread_view)
+    assert writer.append(action="read", status=200) == 1
+
+    def broken(fd: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(audit_module.os, "fdatasync", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        writer.append(action="read", status=200)
+    monkeypatch.undo()
+    for _ in range(later):
+        with pytest.raises(AuditUnavailable):
+            writer.append(action="read", status=200)
+        with pytest.raises(AuditUnavailable):
+            asyncio.run(writer.append_async(audit_entry(action="read", status=200)))
+    writer.close()
     store.close()

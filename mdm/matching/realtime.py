@@ -34,6 +34,7 @@ from mdm.matching.features import base_frame, find_hubs, matching_frame
 from mdm.matching.predict import rule_keys, tidy_pairs
 from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
+from mdm.store.api_repo import write_counter
 
 if TYPE_CHECKING:
     from mdm.config import SourceConfig
@@ -52,12 +53,32 @@ Result = TypeVar("Result")
 
 
 def data_version(store: Store) -> Stamp:
-    """The store's :data:`Stamp`, in one query (it runs on every request)."""
+    """The store's :data:`Stamp`, in one query."""
     row = store.con.execute(
         """SELECT (SELECT coalesce(max(batch_id), 0) FROM batches), (SELECT coalesce(max(run_id), 0) FROM runs),
         (SELECT count(*) FROM tombstones)"""
     ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+_STAMPS: dict[str, tuple[int, Stamp]] = {}
+
+
+def current_version(store: Store) -> Stamp:
+    """:func:`data_version`, asked of the database only after a data-changing commit in this process.
+
+    Every such commit bumps the file's write counter (``ApiRepo.transaction``), and the database has one
+    writer process, so an unchanged counter means an unchanged stamp; the counter is read before the
+    query, so a commit during it is noticed by the next request.
+    """
+    key = str(store.path.resolve())
+    generation = write_counter(store.path).value
+    seen = _STAMPS.get(key)
+    if seen is not None and seen[0] == generation:
+        return seen[1]
+    stamp = data_version(store)
+    _STAMPS[key] = (generation, stamp)
+    return stamp
 
 
 def tf_columns(model: TrainedModel) -> list[str]:
@@ -445,7 +466,7 @@ def index_for(store: Store) -> Index:
     from mdm.pipeline import default_model_path
 
     key = str(store.path.resolve())
-    stamp = data_version(store)
+    stamp = current_version(store)
     found = _INDEXES.get(key)
     if found is not None and found.stamp == stamp:
         return found
@@ -473,6 +494,7 @@ def forget_indexes() -> None:
     """Drop every cached index (tests, and after a model is retrained in this process)."""
     with _BUILD_LOCK:
         _INDEXES.clear()
+        _STAMPS.clear()
 
 
 class _ArrowSource:
@@ -574,30 +596,27 @@ def _explanation(
 
 
 def rank_customers(index: Index, pairs: pl.DataFrame, query_rid: int) -> list[dict[str, Any]]:
-    """Candidate customers, best pair first: customer_id, match_probability, match_weight, explanation."""
-    if pairs.is_empty():
-        return []
-    other = pl.when(pl.col("rid_l") == query_rid).then(pl.col("rid_r")).otherwise(pl.col("rid_l"))
-    pairs = pairs.with_columns(other.alias("rid"))
-    found = index.owners.of(pairs["rid"].to_list())
-    owners = pl.DataFrame(
-        {"rid": list(found), "customer_id": list(found.values())},
-        schema={"rid": pl.Int64, "customer_id": pl.String},
-    )
-    best = (
-        pairs.join(owners, on="rid")
-        .sort("match_weight", "rid", descending=[True, False])
-        .unique("customer_id", keep="first", maintain_order=True)
-    )
+    """Candidate customers, best pair first: customer_id, match_probability, match_weight, explanation.
+
+    A request's pairs are few (at most MAX_CANDIDATES), so they are ranked as Python rows: a handful of
+    polars calls would cost more than the work."""
+    rows = list(pairs.iter_rows(named=True)) if not pairs.is_empty() else []
+    for pair in rows:
+        pair["rid"] = pair["rid_r"] if pair["rid_l"] == query_rid else pair["rid_l"]
+    owners = index.owners.of([pair["rid"] for pair in rows])
+    best: dict[str, dict[str, Any]] = {}
+    for pair in sorted(rows, key=lambda p: (-p["match_weight"], p["rid"])):
+        if pair["rid"] in owners:
+            best.setdefault(owners[pair["rid"]], pair)
     return [
         {
-            "customer_id": pair["customer_id"],
+            "customer_id": customer_id,
             "match_probability": float(pair["match_probability"]),
             "match_weight": float(pair["match_weight"]),
             "record": int(pair["rid"]),
             "explanation": _explanation(pair, index.labels, index.ruleset),
         }
-        for pair in best.iter_rows(named=True)
+        for customer_id, pair in best.items()
     ]
 
 
