@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from fastapi import Request
 
-from api.audit import AuditWriter
+from api.audit import WAIT_SECONDS, AuditWriter
 from api.auth import Authenticator, Principal
 from api.cache import ReadCache
 from api.errors import ApiError, TokenBucket
@@ -115,9 +115,7 @@ async def context_async(request: Request) -> ApiContext:
     return context(request)
 
 
-def _audit_row(
-    ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Any
-) -> dict[str, Any]:
+def _audit_row(request: Request, who: Principal | None, action: str, **details: Any) -> dict[str, Any]:
     """The entry's AUDIT_FIELDS columns (masked values only)."""
     fields: list[str] | None = details.pop("fields", None)
     return audit_entry(
@@ -151,23 +149,21 @@ def audit(
     status: int | None = None,
     detail: str | None = None,
 ) -> int:
-    """Append an audit entry (masked values only) through the store (its sink: the audit writer) and
-    wait until it is durable; a failed append fails the request with 503. For sync handlers (threadpool);
-    async ones use :func:`audit_async`."""
+    """Append an audit entry (masked values only) and wait until it is durable; a failed append fails
+    the request with 503. For sync handlers (threadpool); async ones use :func:`audit_async`."""
     try:
-        seq = ctx.view().audit(
-            action=action,
-            user=who.name if who else None,
-            key_id=who.key_id if who else "anonymous",
-            role=who.role if who else None,
+        entry = _audit_row(
+            request,
+            who,
+            action,
             target=target,
-            fields=",".join(fields) if fields else None,
+            fields=fields,
             view=view,
             reason=reason,
             status=status,
             detail=detail,
-            request_id=str(getattr(request.state, "request_id", "")),
         )
+        seq = ctx.auditor.submit(entry).result(timeout=WAIT_SECONDS)
     except Exception as exc:
         raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()
@@ -190,7 +186,6 @@ async def audit_async(
     """:func:`audit` for async handlers: awaits the durable append without blocking the event loop."""
     try:
         entry = _audit_row(
-            ctx,
             request,
             who,
             action,
