@@ -8,13 +8,12 @@ its admin and auditor endpoints instead (``POST /v1/admin/keys``, ``GET /v1/audi
 from __future__ import annotations
 
 import getpass
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from api.policy import ROLES
+from mdm.cli_common import DEFAULT_DB, DbOption, db_key, fail
 from mdm.errors import MdmError
 
 api_app = typer.Typer(help="HTTP API: keys, audit log, server.", no_args_is_help=True)
@@ -23,18 +22,7 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 api_app.add_typer(apikey_app, name="apikey")
 api_app.add_typer(audit_app, name="audit")
 
-DbOption = Annotated[Path, typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).")]
-DEFAULT_DB = Path("mdm.duckdb")
 EXIT_BROKEN = 4
-
-
-def _db_key() -> str | None:
-    return os.environ.get("MDM_DB_KEY") or None
-
-
-def _fail(exc: MdmError) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code)
 
 
 @apikey_app.command("create")
@@ -48,11 +36,11 @@ def apikey_create(
     from api.auth import create_key
 
     try:
-        with open_api_store(db, _db_key()) as store:
+        with open_api_store(db, db_key()) as store:
             new = create_key(store, name, role, f"cli:{getpass.getuser()}", ROLES)
             store.audit(action="apikey.create", user=getpass.getuser(), target=name, detail=f"role {role}")
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"key id {new.key_id} ({role}); store this key now, it is not shown again:")
     typer.echo(new.token)
 
@@ -63,10 +51,10 @@ def apikey_list(db: DbOption = DEFAULT_DB) -> None:
     from api.app import open_api_store
 
     try:
-        with open_api_store(db, _db_key()) as store:
+        with open_api_store(db, db_key()) as store:
             rows = store.api_keys().to_dicts()
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
         typer.echo(
@@ -80,12 +68,12 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")], db: Db
     from api.app import open_api_store
 
     try:
-        with open_api_store(db, _db_key()) as store:
+        with open_api_store(db, db_key()) as store:
             done = store.revoke_api_key(key_id)
             if done:
                 store.audit(action="apikey.revoke", user=getpass.getuser(), target=key_id)
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     if not done:
         typer.secho(f"error: no active key {key_id}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -98,10 +86,10 @@ def audit_verify(db: DbOption = DEFAULT_DB) -> None:
     from api.app import open_api_store
 
     try:
-        with open_api_store(db, _db_key()) as store:
+        with open_api_store(db, db_key()) as store:
             result = store.verify_audit()
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     if result["first_broken"] is not None:
         typer.secho(
             f"audit log broken at entry {result['first_broken']} (verified to {result['verified_to']} "
@@ -125,9 +113,9 @@ def serve(
     from api.app import create_app
 
     try:
-        app = create_app(db, _db_key())
+        app = create_app(db, db_key())
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
 
 

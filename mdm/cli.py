@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import polars as pl
 import typer
 
 from api.cli import api_app
 from mdm.bench_cli import bench_app
+from mdm.cli_common import DEFAULT_DB, ConfigOption, DbOption, echo_error, exit_error, fail, open_store
 from mdm.compliance.cli import register as register_compliance
 from mdm.config import load_sources
 from mdm.engines import check_engine
@@ -20,28 +20,6 @@ from mdm.errors import MdmError
 from mdm.review_cli import labels_app, review_app
 
 app = typer.Typer(help="Customer master data: ingest, match, golden records.", no_args_is_help=True)
-
-DbOption = Annotated[
-    Path,
-    typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).", show_default=True),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Folder of source YAML files (default: the shipped ones).")
-]
-DEFAULT_DB = Path("mdm.duckdb")
-
-
-def open_store(db: Path):  # type: ignore[no-untyped-def]
-    """The store at ``db``, encrypted when MDM_DB_KEY is set."""
-    from mdm.store import Store
-
-    return Store(db, key=os.environ.get("MDM_DB_KEY") or None)
-
-
-def fail(exc: MdmError) -> NoReturn:
-    """Print an mdm error (already masked) and exit with its code."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def show(frame: pl.DataFrame) -> None:
@@ -271,12 +249,7 @@ def run(
         fail(exc)
     except Exception as exc:
         close()
-        typer.secho(
-            f"error: internal error ({type(exc).__name__}); the run was rolled back",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        exit_error(f"internal error ({type(exc).__name__}); the run was rolled back", 1)
     close()
     for line in summary.lines():
         typer.echo(line)
@@ -306,8 +279,7 @@ def report(
     except MdmError as exc:
         fail(exc)
     if doc is None:
-        typer.secho(f"error: no run {run_id}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        exit_error(f"no run {run_id}", 2)
     for line in summary_lines(doc):
         typer.echo(line)
     for path in report_paths(folder, int(doc["run_id"])):
@@ -356,16 +328,14 @@ def explain(
 
     try:
         with open_store(db) as store:
-            rids = [store.rid_of(*_record_ref(ref)) for ref in (left, right)]
-            if None in rids:
-                missing = [ref for ref, rid in zip((left, right), rids, strict=True) if rid is None]
+            left_rid, right_rid = (store.rid_of(*_record_ref(ref)) for ref in (left, right))
+            if left_rid is None or right_rid is None:
+                missing = [ref for ref, rid in ((left, left_rid), (right, right_rid)) if rid is None]
                 raise MdmError(f"no such record: {', '.join(missing)}")
             path = model or default_model_path(store, "person")
             if not path.exists():
                 raise MdmError(f"{path}: no trained model; run `mdm train` or `mdm run` first")
-            steps = explain_records(
-                store.current_records(), int(rids[0]), int(rids[1]), TrainedModel.load(path)
-            )  # type: ignore[arg-type]
+            steps = explain_records(store.current_records(), left_rid, right_rid, TrainedModel.load(path))
     except MdmError as exc:
         fail(exc)
     typer.echo(format_waterfall(steps))
@@ -440,8 +410,7 @@ def show_customer(
     except MdmError as exc:
         fail(exc)
     if doc is None:
-        typer.secho(f"error: no customer {customer_id}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
+        exit_error(f"no customer {customer_id}", 1)
     if doc["requested_id"] != doc["customer_id"]:
         typer.echo(f"{doc['requested_id']} was merged into {doc['customer_id']}")
     typer.echo(f"customer {doc['customer_id']} ({doc['status']}), golden version {doc['version']}")
@@ -464,7 +433,7 @@ def main() -> None:
     try:
         app()
     except MdmError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        echo_error(str(exc))
         sys.exit(exc.exit_code)
 
 

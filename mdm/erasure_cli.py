@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import getpass
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mdm.cli_common import DEFAULT_DB, DbOption, fail, open_store
 from mdm.erasure import ErasureResult, RetentionPolicy, load_retention
 from mdm.errors import MdmError
 
@@ -22,28 +22,18 @@ erase_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DbOption = Annotated[Path, typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).")]
 PolicyOption = Annotated[
     Path | None, typer.Option("--policy", help="Retention policy YAML (default: the shipped one).")
 ]
-DEFAULT_DB = Path("mdm.duckdb")
 
 
 def _open(db: Path) -> ErasureRepo:
-    """The store at ``db`` (encrypted when MDM_DB_KEY is set)."""
-    from mdm.store import Store
-
-    store = Store(db, key=os.environ.get("MDM_DB_KEY") or None)
+    """The store at ``db`` (encrypted when MDM_DB_KEY is set), refused when it cannot erase."""
+    store = open_store(db)
     if not hasattr(store, "erase_customer"):
         store.close()
         raise MdmError("this store has no erasure support (ErasureRepo is not mixed into Store)")
     return store  # type: ignore[return-value]
-
-
-def _fail(exc: MdmError) -> None:
-    """Print an mdm error (already masked) and exit with its code."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _say(result: ErasureResult) -> None:
@@ -75,9 +65,9 @@ def erase(
     if ctx.invoked_subcommand is not None:
         return
     if not reason:
-        _fail(MdmError("--reason is required"))
+        fail(MdmError("--reason is required"))
     if (customer is None) == (source is None or key is None):
-        _fail(MdmError("give either --customer, or --source and --key"))
+        fail(MdmError("give either --customer, or --source and --key"))
     actor = user or getpass.getuser()
     now = datetime.now(UTC)
     try:
@@ -91,7 +81,7 @@ def erase(
         finally:
             store.close()  # type: ignore[attr-defined]
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     _say(result)
 
 
@@ -108,7 +98,7 @@ def release_holds(ctx: typer.Context) -> None:
         finally:
             store.close()  # type: ignore[attr-defined]
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     for result in done:
         _say(result)
     typer.echo(f"{len(done)} holds ended and erased; {still} still restricted")

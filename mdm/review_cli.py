@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import polars as pl
 import typer
 
 from mdm import steward
+from mdm.cli_common import DEFAULT_DB, DbOption, fail, open_store
 from mdm.errors import MdmError
-
-if TYPE_CHECKING:
-    from mdm.store import Store
 
 review_app = typer.Typer(
     help="The steward review queue: list tasks, decide them, revoke decisions.", no_args_is_help=True
 )
 labels_app = typer.Typer(help="Steward decisions as pairwise labels.", no_args_is_help=True)
 
-DbOption = Annotated[Path, typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).")]
 UserOption = Annotated[str, typer.Option("--user", help="The steward acting (recorded with the decision).")]
-DEFAULT_DB = Path("mdm.duckdb")
 #: Columns of `mdm review list`, in order.
 LIST_COLUMNS = (
     "task_id",
@@ -61,19 +56,6 @@ class DecisionArg(StrEnum):
     unsure = "unsure"
 
 
-def _open(db: Path) -> Store:
-    """The store at ``db``, encrypted when MDM_DB_KEY is set."""
-    from mdm.store import Store
-
-    return Store(db, key=os.environ.get("MDM_DB_KEY") or None)
-
-
-def _fail(exc: MdmError) -> None:
-    """Print an mdm error (already masked) and exit with its code."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code)
-
-
 @labels_app.callback()
 def labels_main() -> None:
     """Steward decisions as pairwise labels."""
@@ -91,7 +73,7 @@ def list_cmd(
 ) -> None:
     """Review tasks, highest impact first."""
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             frame = steward.list_tasks(
                 store,
                 status=None if status == "all" else status,
@@ -101,7 +83,7 @@ def list_cmd(
                 limit=limit,
             )
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     frame = frame.select(LIST_COLUMNS)
     if fmt is Format.csv:
         typer.echo(frame.write_csv(), nl=False)
@@ -120,10 +102,10 @@ def decide_cmd(
 ) -> None:
     """Decide a task: match and no-match become links the next run honours."""
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             result = steward.decide_task(store, task_id, decision.value, user, note)  # type: ignore[arg-type]
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     link = f", link {result['link_id']}" if result["link_id"] is not None else ""
     typer.echo(f"task {task_id}: {decision.value} (decision {result['decision_id']}{link})")
 
@@ -137,10 +119,10 @@ def revoke_cmd(
 ) -> None:
     """Revoke a decision (recorded, never deleted); its pair may come back to the queue."""
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             steward.revoke_decision(store, decision_id, user, note)
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"decision {decision_id} revoked")
 
 
@@ -153,9 +135,9 @@ def labels_export(
 ) -> None:
     """Active match / no-match decisions as pairwise labels."""
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             frame = steward.labels(store)
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     frame.write_csv(out)
     typer.echo(f"wrote {frame.height} labels to {out}")

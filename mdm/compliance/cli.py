@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import getpass
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import polars as pl
 import typer
 
+from mdm.cli_common import DEFAULT_DB, ConfigOption, DbOption, fail, open_store
 from mdm.config import load_sources
 from mdm.errors import MdmError
 
@@ -18,15 +18,10 @@ retention_app = typer.Typer(help="Erase records past their source's retention.",
 partner_app = typer.Typer(help="Exports to partners under a sharing profile.", no_args_is_help=True)
 webhook_app = typer.Typer(help="Signed change-event deliveries to partners.", no_args_is_help=True)
 
-DbOption = Annotated[Path, typer.Option("--db", envvar="MDM_DB", help="DuckDB database file (env MDM_DB).")]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Folder of source YAML files (default: the shipped ones).")
-]
 ProfilesOption = Annotated[
     Path | None, typer.Option("--profiles", help="Folder of partner profiles (default: the shipped ones).")
 ]
 UserOption = Annotated[str | None, typer.Option("--user", help="Who acts (default: the OS user).")]
-DEFAULT_DB = Path("mdm.duckdb")
 #: Exit code of a report with a blocking finding.
 BLOCKED_EXIT = 4
 
@@ -37,19 +32,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(retention_app, name="retention")
     app.add_typer(partner_app, name="partner")
     app.add_typer(webhook_app, name="webhook")
-
-
-def _open(db: Path) -> Any:
-    """The store at ``db`` (encrypted when MDM_DB_KEY is set)."""
-    from mdm.store import Store
-
-    return Store(db, key=os.environ.get("MDM_DB_KEY") or None)
-
-
-def _fail(exc: MdmError) -> None:
-    """Print an mdm error (already masked) and exit with its code."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code)
 
 
 @compliance_app.command("report")
@@ -73,10 +55,10 @@ def report(
         cfgs = load_sources(config)
         rules = load_classification(classification)
         partners = load_profiles(profiles)
-        with _open(db) as store:
+        with open_store(db) as store:
             doc = build_report(store, cfgs, rules, partners)
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     json_path, html_path = write_report(doc, out)
     for finding in doc["findings"]:
         colour = typer.colors.RED if finding["severity"] == "blocking" else typer.colors.YELLOW
@@ -101,12 +83,12 @@ def retention_apply(
 
     try:
         cfgs = load_sources(config)
-        with _open(db) as store:
+        with open_store(db) as store:
             run = apply_retention(
                 store, cfgs, user=user or getpass.getuser(), dry_run=dry_run, recompute=recompute
             )
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     for line in run.lines():
         typer.echo(line)
 
@@ -124,10 +106,10 @@ def partner_export(
 
     try:
         chosen = load_profile(profile, profiles)
-        with _open(db) as store:
+        with open_store(db) as store:
             result = export_profile(store, chosen, out, user or getpass.getuser())
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(
         f"wrote {result.rows} records for {result.partner} ({result.profile}) to {out}; export {result.export_id}"
     )
@@ -141,7 +123,7 @@ def partner_list(profiles: ProfilesOption = None) -> None:
     try:
         found = load_profiles(profiles)
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     rows = [
         {
             "profile": p.name,
@@ -170,12 +152,12 @@ def webhook_add(
 
     try:
         chosen = load_profile(profile, profiles)
-        with _open(db) as store:
+        with open_store(db) as store:
             repo = compliance_repo(store)
             sid = repo.add_webhook(chosen.partner, chosen.name, url, user or getpass.getuser(), after)
             secret = webhook_secret(repo.partner_master_key(), chosen.partner).hex()
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"subscription {sid} for {chosen.partner}; signing secret (shown once): {secret}")
 
 
@@ -185,12 +167,12 @@ def webhook_list(db: DbOption = DEFAULT_DB) -> None:
     from mdm.store.compliance_repo import compliance_repo
 
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             repo = compliance_repo(store)
             subs = repo.webhooks()
             log = repo.deliveries()
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     counts = log.group_by("subscription_id").agg(
         (pl.col("status") == "delivered").sum().alias("delivered"),
         (pl.col("status") == "failed").sum().alias("failed_attempts"),
@@ -211,12 +193,12 @@ def webhook_deliver(
     from mdm.store.compliance_repo import compliance_repo
 
     try:
-        with _open(db) as store:
+        with open_store(db) as store:
             subs = compliance_repo(store).webhooks().filter(pl.col("active"))
             ids = [subscription] if subscription is not None else subs["subscription_id"].to_list()
             reports = [deliver(store, int(i), profile_dir=profiles) for i in ids]
     except MdmError as exc:
-        _fail(exc)
+        fail(exc)
     for rep in reports:
         typer.echo(rep.message())
     if any(r.failed_event is not None for r in reports):
