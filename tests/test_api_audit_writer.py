@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from api import audit as audit_module
 from api.app import open_api_store
 from api.audit import AuditUnavailable, AuditWriter
 from mdm.errors import MdmError
-from mdm.store.api_repo import audit_entry
+from mdm.store.api_repo import HELD_SEQ, audit_entry
 
 
 @pytest.mark.parametrize("threads", [1, 8, 32])
@@ -117,5 +118,47 @@ def test_after_a_failed_sync_every_entry_fails(
             writer.append(action="read", status=200)
         with pytest.raises(AuditUnavailable):
             asyncio.run(writer.append_async(audit_entry(action="read", status=200)))
+    writer.close()
+    store.close()
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_entries_inside_a_transaction_land_only_when_it_commits(tmp_path: Path, outcome: str) -> None:
+    store = open_api_store(tmp_path / "t.duckdb")
+    writer = AuditWriter(store.thread_view)
+    store.install_audit_sink(writer)
+    store.con.execute("CREATE TABLE steward_work (n INTEGER)")
+    expect = pytest.raises(RuntimeError) if outcome == "rollback" else nullcontext()
+    with expect, store.transaction() as con:
+        con.execute("INSERT INTO steward_work VALUES (1)")
+        assert store.audit(action="steward.merge", user="sam", status=None) == HELD_SEQ
+        if outcome == "rollback":
+            raise RuntimeError("the merge failed")
+    writer.flush()
+    actions = store.query("SELECT action FROM audit_log")["action"].to_list()
+    rows = store.query("SELECT count(*) AS n FROM steward_work")["n"].item()
+    assert (actions, rows) == ((["steward.merge"], 1) if outcome == "commit" else ([], 0))
+    writer.close()
+    store.close()
+
+
+@pytest.mark.parametrize("entries", [1, 2])
+def test_a_failed_audit_write_rolls_the_transaction_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: int
+) -> None:
+    store = open_api_store(tmp_path / "u.duckdb")
+    writer = AuditWriter(store.thread_view)
+    store.install_audit_sink(writer)
+    store.con.execute("CREATE TABLE steward_work (n INTEGER)")
+
+    def broken(fd: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(audit_module.os, "fdatasync", broken)
+    with pytest.raises(OSError, match="disk gone"), store.transaction() as con:
+        con.execute("INSERT INTO steward_work VALUES (1)")
+        for _ in range(entries):
+            store.audit(action="steward.split", user="sam", status=None)
+    assert store.query("SELECT count(*) AS n FROM steward_work")["n"].item() == 0
     writer.close()
     store.close()

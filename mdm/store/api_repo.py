@@ -126,6 +126,8 @@ _AUDIT_SCHEMA: dict[str, Any] = {
 JOURNAL_SUFFIX = ".audit-journal"
 #: Longest wait for an audit sink to make an entry durable.
 SINK_WAIT_SECONDS = 10.0
+#: The sequence ``audit`` returns for an entry held until its transaction commits.
+HELD_SEQ = 0
 
 
 class WriteCounter:
@@ -242,17 +244,43 @@ class ApiRepo(StoreBase):
 
     _quiet_writes: bool = False
     _audit_sink: AuditSink | None = None
+    _held_audit: list[dict[str, Any]] | None = None
 
     # ----- change tracking ----------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """``StoreBase.transaction``; a committed outer transaction also bumps the data write counter
-        (unless inside :meth:`quiet_writes`), so read models in this process notice every change."""
-        outer = not self._in_tx
-        with super().transaction() as con:
-            yield con
-        if outer and not self._quiet_writes:
+        (unless inside :meth:`quiet_writes`), so read models in this process notice every change.
+
+        With an audit sink, entries appended inside the transaction are held and made durable just
+        before it commits: a rolled-back operation leaves no entry, and a failed audit write rolls the
+        operation back. Should the commit itself fail after that, a second entry records the rollback.
+        """
+        if self._in_tx:
+            with super().transaction() as con:
+                yield con
+            return
+        self._held_audit = []
+        journaled: list[dict[str, Any]] = []
+        try:
+            with super().transaction() as con:
+                yield con
+                held, self._held_audit = self._held_audit, None
+                self._send_to_sink(held)
+                journaled = held
+        except BaseException:
+            if journaled:
+                self._send_to_sink(
+                    [
+                        {**e, "status": 500, "detail": "rolled back: the database commit failed"}
+                        for e in journaled
+                    ]
+                )
+            raise
+        finally:
+            self._held_audit = None
+        if not self._quiet_writes:
             write_counter(self.path).bump()
 
     @contextmanager
@@ -390,14 +418,18 @@ class ApiRepo(StoreBase):
     def audit_many(self, entries: Sequence[dict[str, Any]]) -> list[int]:
         """Append entries (columns of AUDIT_FIELDS); returns their sequence numbers.
 
-        In a serving process the entries go through its audit sink (one chain writer); otherwise they
-        are chained after the table's last entry (a left-over journal replayed first) in one statement.
+        In a serving process the entries go through its audit sink (one chain writer); inside a
+        transaction they are held until it commits and get ``HELD_SEQ`` (their sequence is not known
+        yet). Otherwise they are chained after the table's last entry (a left-over journal replayed
+        first) in the caller's transaction, so they commit or roll back with it.
         """
         for entry in entries:
             audit_entry(action=str(entry.get("action")), status=entry.get("status"))
         if self._audit_sink is not None:
-            futures = [self._audit_sink.submit(dict(entry)) for entry in entries]
-            return [f.result(timeout=SINK_WAIT_SECONDS) for f in futures]
+            if self._held_audit is not None:
+                self._held_audit.extend(dict(entry) for entry in entries)
+                return [HELD_SEQ] * len(entries)
+            return self._send_to_sink(entries)
         self.replay_audit_journal()
         key = self.api_secret("audit")
         with self.transaction():
@@ -405,6 +437,13 @@ class ApiRepo(StoreBase):
             rows = chain_rows(entries, seq, prev, key, datetime.now(UTC))
             self.insert_audit_rows(rows)
         return [int(r[0]) for r in rows]
+
+    def _send_to_sink(self, entries: Sequence[dict[str, Any]]) -> list[int]:
+        """Entries through the audit sink, waiting until each is durable; their sequence numbers."""
+        if not entries or self._audit_sink is None:
+            return []
+        futures = [self._audit_sink.submit(dict(entry)) for entry in entries]
+        return [f.result(timeout=SINK_WAIT_SECONDS) for f in futures]
 
     def audit_tail(self) -> tuple[int, str]:
         """(sequence, hash) of the last audit entry; (0, genesis) when there is none."""
