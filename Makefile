@@ -23,8 +23,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy mdm matching_rules golden_record api benchmarks
 
+# Two workers (pytest-xdist); --dist loadfile keeps each module, and so its expensive module fixtures, on one.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

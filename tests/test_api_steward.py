@@ -4,7 +4,6 @@ claims (409 on a double claim), decisions, four-eyes merges, splits, pins, CSRF 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -14,14 +13,12 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+from conftest import copy_store, sample_run
 from test_api_e2e import LiveServer
 
 from api.app import create_app, open_api_store
 from api.auth import create_key
 from api.policy import ROLES, load_policy
-from mdm.config import load_sources
-from mdm.ingest import ingest_paths
-from mdm.pipeline import run_batch
 from mdm.store import Store
 
 #: Keys made for the tests: name -> role (two stewards for four eyes).
@@ -61,17 +58,6 @@ class Sample:
     picks: Picks
 
 
-def _template(base: Path, sample_dir: Path) -> Path:
-    """The sample ingested and run once (built once per session, copied per module)."""
-    db = base / "s.duckdb"
-    if not db.exists():
-        base.mkdir(parents=True, exist_ok=True)
-        with Store(db) as store:
-            ingest_paths(store, [sample_dir], load_sources())
-            run_batch(store, reports_dir=base / "reports")
-    return db
-
-
 def pick(store: Store) -> Picks:
     """Open tasks (highest impact first), customers with one valid ID, and customers without any,
     the customers chosen so none holds a record of the first 40 tasks; every ID number and mobile."""
@@ -91,11 +77,7 @@ def pick(store: Store) -> Picks:
 
 def build_sample(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, keys: dict[str, str]) -> Sample:
     """A fresh copy of the run sample with one API key per entry of ``keys`` (name -> role)."""
-    template = _template(tmp_path_factory.getbasetemp() / "steward-sample", sample_dir)
-    target = tmp_path_factory.mktemp("steward")
-    for file in template.parent.glob(f"{template.name}*"):
-        shutil.copy(file, target / file.name)
-    db = target / template.name
+    db = copy_store(sample_run(tmp_path_factory, sample_dir).db, tmp_path_factory.mktemp("steward"))
     with open_api_store(db) as store:
         tokens = {name: create_key(store, name, role, "pytest", ROLES).token for name, role in keys.items()}
         picks = pick(store)

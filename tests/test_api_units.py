@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app, open_api_store
+from api.audit import AuditWriter
 from api.auth import Authenticator, bearer_token, create_key, generate_key, parse_token
 from api.cli import api_app
 from api.deps import ApiStore
@@ -169,11 +170,11 @@ def test_failed_audit_fails_the_request(tmp_path: Path, monkeypatch: pytest.Monk
     with open_api_store(db) as s:
         token = create_key(s, "ops", "admin", "pytest", ROLES).token
 
-    def broken(self: ApiStore, **kw: Any) -> int:
+    def broken(self: AuditWriter, entry: dict[str, Any]) -> int:
         raise OSError("disk full")
 
     with TestClient(create_app(db)) as client:
-        monkeypatch.setattr(ApiStore, "audit", broken)
+        monkeypatch.setattr(AuditWriter, "write", broken)
         r = client.post(
             "/v1/admin/keys",
             json={"name": "n", "role": "system"},

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 import typer
 import yaml
+from conftest import SampleRun, copy_store
 from typer.testing import CliRunner
 
 from mdm.compliance.classification import DEFAULT_CLASSIFICATION, load_classification
@@ -38,7 +39,6 @@ from mdm.compliance.webhooks import (
     webhook_secret,
 )
 from mdm.config import DEFAULT_CONFIG_DIR, load_sources
-from mdm.ingest import ingest_paths
 from mdm.schema import RAW_LIST_FIELDS
 from mdm.store import Store
 from mdm.store.compliance_repo import compliance_repo
@@ -48,15 +48,9 @@ ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    """A store holding the sample after ingest and one run."""
-    from mdm.pipeline import run_batch
-
-    path = tmp_path_factory.mktemp("compliance") / "mdm.duckdb"
-    with Store(path) as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store)
-    return path
+def db(tmp_path_factory: pytest.TempPathFactory, sample_resolved: SampleRun) -> Path:
+    """A private copy of a store holding the sample after ingest and one run (the tests here write to it)."""
+    return copy_store(sample_resolved.db, tmp_path_factory.mktemp("compliance"))
 
 
 def expected_by_class(store: Store) -> dict[tuple[str, str], tuple[int, int]]:

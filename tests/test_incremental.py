@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SampleRun, copy_store
 
 from mdm.config import load_sources
 from mdm.ingest import ingest_paths
@@ -23,16 +24,9 @@ STAMP = r"\d{4}-\d\d-\d\dT[0-9:.+]+"
 
 
 @pytest.fixture(scope="module")
-def model_path(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One model trained on the whole sample (no truth involved), shared by the tests of this module."""
-    from matching_rules import load_ruleset
-    from mdm.matching.train import train
-
-    tmp = tmp_path_factory.mktemp("model")
-    with Store(tmp / "m.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        model = train(store.current_records(), load_ruleset("person"), seed=42)
-    return model.save(tmp / "person.model.json")
+def model_path(sample_model: Path) -> Path:
+    """One model trained on the whole sample (no truth involved), shared by the session."""
+    return sample_model
 
 
 def deliveries(sample_dir: Path, tmp: Path) -> list[Path]:
@@ -129,12 +123,10 @@ def test_whole_clusters_keeps_customers_outside_the_scope() -> None:
 
 @pytest.mark.parametrize("second_full", [False, True])
 def test_two_deliveries_equal_one_full_run(
-    sample_dir: Path, tmp_path: Path, model_path: Path, second_full: bool
+    sample_dir: Path, sample_resolved: SampleRun, tmp_path: Path, model_path: Path, second_full: bool
 ) -> None:
     first, second = deliveries(sample_dir, tmp_path)
-    with Store(tmp_path / "once.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store, model_path=model_path)
+    with Store(copy_store(sample_resolved.db, tmp_path / "once")) as store:
         once = xref(store)
     with Store(tmp_path / "twice.duckdb") as store:
         ingest_paths(store, [first], load_sources())
@@ -166,11 +158,9 @@ def test_incremental_ids_equal_full_ids(sample_dir: Path, tmp_path: Path, model_
 
 
 def test_second_run_without_new_data_changes_nothing(
-    sample_dir: Path, tmp_path: Path, model_path: Path
+    sample_resolved: SampleRun, tmp_path: Path, model_path: Path
 ) -> None:
-    with Store(tmp_path / "s.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store, model_path=model_path)
+    with Store(copy_store(sample_resolved.db, tmp_path)) as store:
         before = (xref(store), store.query("SELECT count(*) FROM id_events").item())
         versions = store.query("SELECT count(*) FROM golden_versions").item()
         again = run_batch(store, model_path=model_path)
@@ -201,16 +191,14 @@ def test_dry_run_writes_nothing(sample_dir: Path, tmp_path: Path, model_path: Pa
 
 
 def test_full_extract_missing_records_end_exactly_those(
-    sample_dir: Path, tmp_path: Path, model_path: Path
+    sample_dir: Path, sample_resolved: SampleRun, tmp_path: Path, model_path: Path
 ) -> None:
     lines = (sample_dir / "wealth_app.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     removed = {json.loads(line)["user_id"] for line in lines[:REMOVED]}
     later = tmp_path / "later"
     later.mkdir()
     (later / "wealth_app.jsonl").write_text("".join(lines[REMOVED:]), encoding="utf-8")
-    with Store(tmp_path / "s.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store, model_path=model_path)
+    with Store(copy_store(sample_resolved.db, tmp_path)) as store:
         held = store.current_xref().filter(pl.col("source") == "wealth_app")
         touched = set(held.filter(pl.col("source_key").is_in(list(removed)))["customer_id"])
         ingest_paths(store, [later], load_sources())

@@ -11,13 +11,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import SampleRun
 
-from mdm.config import load_sources
 from mdm.errors import MdmError
-from mdm.ingest import ingest_paths
 from mdm.matching import realtime as rt
 from mdm.matching.predict import blocked_pairs
-from mdm.pipeline import run_batch
 from mdm.schema import RAW_FIELDS
 from mdm.store import Store
 
@@ -25,13 +23,9 @@ RAW_FIELDS_SQL = ", ".join(f'"{f}"' for f in RAW_FIELDS if f not in ("source", "
 
 
 @pytest.fixture(scope="module")
-def resolved(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample ingested and run once (trains its own model, as `mdm run` does)."""
-    db = tmp_path_factory.mktemp("realtime") / "s.duckdb"
-    with Store(db) as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store)
-    return db
+def resolved(sample_resolved: SampleRun) -> Path:
+    """The sample ingested and run once (trains its own model, as `mdm run` does), shared by the session."""
+    return sample_resolved.db
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SampleRun
 
-from mdm.config import load_sources
-from mdm.ingest import ingest_paths
 from mdm.matching import realtime as rt
-from mdm.pipeline import run_batch
 from mdm.schema import RAW_FIELDS
 from mdm.store import Store
 
@@ -60,13 +58,9 @@ def test_combiner_fails_only_the_bad_call(bad: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def resolved(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample ingested and run once (trains its own model, as `mdm run` does)."""
-    db = tmp_path_factory.mktemp("realtime-speed") / "s.duckdb"
-    with Store(db) as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store)
-    return db
+def resolved(sample_resolved: SampleRun) -> Path:
+    """The sample ingested and run once (trains its own model, as `mdm run` does), shared by the session."""
+    return sample_resolved.db
 
 
 @pytest.fixture

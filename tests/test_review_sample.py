@@ -8,10 +8,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SampleRun, copy_store
 
 from mdm import steward
-from mdm.config import load_sources
-from mdm.ingest import ingest_paths
 from mdm.metrics import Scores, score_frames
 from mdm.pipeline import run_batch
 from mdm.store import Store
@@ -58,12 +57,15 @@ class Reviewed:
 
 
 @pytest.fixture(scope="module")
-def reviewed(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
-    """Ingest and run the sample, record the band and queue, answer every task from truth, run again."""
+def reviewed(
+    sample_dir: Path, sample_resolved: SampleRun, tmp_path_factory: pytest.TempPathFactory
+) -> Reviewed:
+    """The sample ingested and run (a copy of the session's), its band and queue recorded, every task answered
+    from truth, then run again."""
     tmp = tmp_path_factory.mktemp("review")
-    with Store(tmp / "s.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        first = run_batch(store, reports_dir=tmp / "reports")
+    first = sample_resolved.summary
+    db = copy_store(sample_resolved.db, tmp)
+    with Store(db) as store:
         band = store.review_band()
         queue = steward.list_tasks(store, limit=100_000)
         before = scores(store, sample_dir)
@@ -74,9 +76,7 @@ def reviewed(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Revi
         after = scores(store, sample_dir)
         requeued = steward.list_tasks(store, limit=100_000)
         labels = steward.labels(store)
-    return Reviewed(
-        band, first.review_pairs, queue, answers, before, after, requeued, labels, tmp / "s.duckdb"
-    )
+    return Reviewed(band, first.review_pairs, queue, answers, before, after, requeued, labels, db)
 
 
 def test_queue_holds_the_review_band(reviewed: Reviewed) -> None:

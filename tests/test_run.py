@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SampleRun, copy_store
 
 from golden_record.ids import is_valid_customer_id
 from mdm.config import load_sources
@@ -20,16 +21,10 @@ SECOND = ("advisor_mail.mbox", "wealth_app.jsonl")
 
 
 @pytest.fixture(scope="module")
-def model_path(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One model trained on the whole sample (no truth involved), shared by the tests of this module."""
-    from matching_rules import load_ruleset
-    from mdm.matching.train import train
-
-    tmp = tmp_path_factory.mktemp("model")
-    with Store(tmp / "m.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        model = train(store.current_records(), load_ruleset("person"), seed=42)
-    return model.save(tmp / "person.model.json")
+def model_path(sample_model: Path) -> Path:
+    """One model trained on the whole sample with the production settings (no truth involved), shared by the
+    session."""
+    return sample_model
 
 
 def truth(sample_dir: Path) -> pl.DataFrame:
@@ -47,9 +42,10 @@ def split_delivery(sample_dir: Path, tmp: Path) -> tuple[Path, Path]:
     return halves[0], halves[1]
 
 
-def test_sample_run_quality_and_coverage(sample_dir: Path, tmp_path: Path, model_path: Path) -> None:
-    with Store(tmp_path / "s.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
+def test_sample_run_quality_and_coverage(
+    sample_dir: Path, sample_resolved: SampleRun, tmp_path: Path, model_path: Path
+) -> None:
+    with Store(copy_store(sample_resolved.ingested, tmp_path)) as store:
         summary = run_batch(store, model_path=model_path)
         xref = store.current_xref()
     assert summary.records == 5426
@@ -99,10 +95,10 @@ def test_two_deliveries_keep_ids(sample_dir: Path, tmp_path: Path, model_path: P
     assert set(after["customer_id"]) <= live
 
 
-def test_rerun_without_new_data_changes_nothing(sample_dir: Path, tmp_path: Path, model_path: Path) -> None:
-    with Store(tmp_path / "s.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        run_batch(store, model_path=model_path)
+def test_rerun_without_new_data_changes_nothing(
+    sample_resolved: SampleRun, tmp_path: Path, model_path: Path
+) -> None:
+    with Store(copy_store(sample_resolved.db, tmp_path)) as store:
         first = store.current_xref()
         events = store.query("SELECT count(*) FROM id_events").item()
         again = run_batch(store, model_path=model_path)

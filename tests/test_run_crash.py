@@ -24,11 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prepared(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A database whose first delivery is resolved and whose second is ingested, and a model file."""
-    from matching_rules import load_ruleset
-    from mdm.matching.train import train
-
+def prepared(
+    sample_dir: Path, sample_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A database whose first delivery is resolved and whose second is ingested, and a model file (the
+    session's, trained on the whole sample)."""
     tmp = tmp_path_factory.mktemp("crash")
     folders = []
     for name, files in (("first", FIRST), ("second", SECOND)):
@@ -36,9 +36,7 @@ def prepared(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         for f in files:
             shutil.copy(sample_dir / f, tmp / name / f)
         folders.append(tmp / name)
-    with Store(tmp / "m.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        model = train(store.current_records(), load_ruleset("person"), seed=42).save(tmp / "model.json")
+    model = Path(shutil.copy(sample_model, tmp / "model.json"))
     db = tmp / "prepared.duckdb"
     with Store(db) as store:
         ingest_paths(store, [folders[0]], load_sources())

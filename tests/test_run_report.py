@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SampleRun, copy_store
 from typer.testing import CliRunner
 
 from mdm.cli import app
-from mdm.config import load_sources
-from mdm.ingest import ingest_paths
 from mdm.pipeline import STAGES, RunSummary, run_batch
 from mdm.report.build import changes, per_source, weight_histogram
 from mdm.runlock import LockHeld, lock_path, parse_info, run_lock
@@ -26,16 +26,15 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def resolved(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, RunSummary]:
-    """The sample ingested and resolved once through `run_batch`: database, model and the run's summary."""
-    from matching_rules import load_ruleset
-    from mdm.matching.train import train
-
+def resolved(
+    sample_resolved: SampleRun, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, RunSummary]:
+    """The sample ingested (the session's copy) and resolved once through `run_batch` with the session's
+    model: database, model and the run's summary."""
     tmp = tmp_path_factory.mktemp("report")
-    db = tmp / "r.duckdb"
+    db = copy_store(sample_resolved.ingested, tmp)
+    model = Path(shutil.copy(sample_resolved.model, tmp / "model.json"))
     with Store(db) as store:
-        ingest_paths(store, [sample_dir], load_sources())
-        model = train(store.current_records(), load_ruleset("person"), seed=42).save(tmp / "model.json")
         summary = run_batch(store, model_path=model)
     return db, model, summary
 

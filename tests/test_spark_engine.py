@@ -21,14 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pytest
+from conftest import SampleRun, copy_store
 
 from golden_record.pipeline import run_golden
-from matching_rules import load_ruleset
-from mdm.config import load_sources
 from mdm.engines import check_engine, get_db_api, score_pairs, settings_for_dialect
-from mdm.ingest import ingest_paths
 from mdm.matching.cluster import cluster, id_conflicts
-from mdm.matching.train import TrainedModel, train
+from mdm.matching.train import TrainedModel
 from mdm.store import Store
 
 if TYPE_CHECKING:
@@ -77,14 +75,13 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="module")
 def scored(
-    sample_dir: Path, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+    sample_resolved: SampleRun, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scored]:
+    """The sample (the session's ingested copy) scored on both engines with the session's model."""
     work = tmp_path_factory.mktemp("spark")
-    with Store(work / "mdm.duckdb") as store:
-        ingest_paths(store, [sample_dir], load_sources())
+    with Store(copy_store(sample_resolved.ingested, work)) as store:
         records = store.current_records()
-        train(records, load_ruleset("person"), seed=42).save(work / "model.json")
-        model = TrainedModel.load(work / "model.json")
+        model = TrainedModel.load(sample_resolved.model)
         pairs = {
             "duckdb": score_pairs(records, model, "duckdb"),
             "spark": score_pairs(records, model, "spark", spark=spark, workdir=work / "run1"),
@@ -225,17 +222,18 @@ def test_default_engine_never_imports_pyspark(engine: str) -> None:
 
 @pytest.mark.slow
 def test_run_batch_on_spark_equals_duckdb(
-    sample_dir: Path, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+    sample_resolved: SampleRun, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The nightly run itself with ``engine="spark"``: same customers as the DuckDB engine, and a second
-    Spark run keeps every ID (nothing to change)."""
-    from mdm.pipeline import run_batch
+    Spark run keeps every ID (nothing to change). Both runs start from the session's ingested sample with
+    the session's model beside it (training always runs on DuckDB, so it is not what this compares)."""
+    from mdm.pipeline import default_model_path, run_batch
 
     xrefs = {}
     for engine in ("duckdb", "spark"):
         work = tmp_path_factory.mktemp(f"run-{engine}")
-        with Store(work / "mdm.duckdb") as store:
-            ingest_paths(store, [sample_dir], load_sources())
+        with Store(copy_store(sample_resolved.ingested, work)) as store:
+            shutil.copy(sample_resolved.model, default_model_path(store, "person"))
             opts = {"spark": spark, "workdir": work / "spark"} if engine == "spark" else None
             summary = run_batch(store, engine=engine, engine_opts=opts)
             assert summary.mode == "full"
