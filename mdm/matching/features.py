@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import polars as pl
 
 from matching_rules import RuleSet
 from matching_rules.compile import input_columns
-from mdm.matching.hubs import flag_scalar_hubs, hub_values, split_list_hubs
+from mdm.matching.hubs import flag_scalar_hubs_plan, hub_values, split_list_hubs_plan
 from mdm.schema import STANDARD_SCHEMA
+from mdm.standardize.vec import run
 
 LIST_COLUMNS: tuple[str, ...] = ("mobiles", "phones", "emails", "email_keys", "bank_cards")
 
@@ -30,46 +33,82 @@ def _with_standard_columns(records: pl.DataFrame) -> pl.DataFrame:
     return records.with_columns(missing) if missing else records
 
 
-def _clean_lists(records: pl.DataFrame) -> pl.DataFrame:
+def _clean_list(records: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """``rid`` and ``column`` without nulls, blanks or repeats, sorted; rids left without values are absent."""
+    return (
+        records.select("rid", column)
+        .explode(column)
+        .filter(pl.col(column).is_not_null() & (pl.col(column) != ""))
+        .unique()
+        .sort("rid", column)
+        .group_by("rid", maintain_order=True)
+        .agg(column)
+    )
+
+
+#: Frames up to this many rows clean their lists row by row (list expressions) instead of explode + group.
+SMALL_FRAME = 256
+
+
+def rows_apart(records: pl.DataFrame) -> bool:
+    """A small frame whose ``rid`` values are distinct and not null: grouping by ``rid`` is grouping by row.
+
+    On such a frame the per-row list expressions give exactly what explode + group by ``rid`` gives.
+    """
+    rid = records["rid"]
+    return records.height <= SMALL_FRAME and not rid.has_nulls() and rid.n_unique() == records.height
+
+
+@lru_cache(maxsize=1)
+def _clean_in_rows() -> list[pl.Expr]:
+    """:func:`_clean_lists` as per-row list expressions (for frames where :func:`rows_apart` holds)."""
+    kept = pl.element().filter(pl.element().is_not_null() & (pl.element() != "")).unique().sort()
+    return [
+        pl.when(pl.col(c).list.eval(kept).list.len() > 0).then(pl.col(c).list.eval(kept)).alias(c)
+        for c in LIST_COLUMNS
+    ]
+
+
+def _clean_lists(records: pl.DataFrame) -> pl.LazyFrame:
     """Lists without nulls, blanks or repeats, sorted; null when empty (so a null level catches "no value").
 
-    Explode + unique + group is linear and much faster than per-row list operations at 1M rows.
+    Explode + unique + group is linear and much faster than per-row list operations at 1M rows; a small
+    frame of distinct records (real time) takes the per-row list expressions, which give the same lists.
+    The list columns end up last, in LIST_COLUMNS order.
     """
-    out = records
+    source = records.lazy()
+    if rows_apart(records):
+        return source.select(pl.exclude(LIST_COLUMNS), *_clean_in_rows())
+    out = source
     for c in LIST_COLUMNS:
-        clean = (
-            records.select("rid", c)
-            .explode(c)
-            .filter(pl.col(c).is_not_null() & (pl.col(c) != ""))
-            .unique()
-            .sort("rid", c)
-            .group_by("rid", maintain_order=True)
-            .agg(c)
-        )
-        out = out.drop(c).join(clean, on="rid", how="left", maintain_order="left")
+        out = out.drop(c).join(_clean_list(source, c), on="rid", how="left", maintain_order="left")
     return out
 
 
-def _blank_to_null(col: str) -> pl.Expr:
-    return pl.when(pl.col(col).str.strip_chars() != "").then(pl.col(col)).alias(col)
+@lru_cache(maxsize=1)
+def _derived() -> tuple[list[pl.Expr], list[pl.Expr], pl.Expr]:
+    """(blank text to null, columns derived from one record, ``id_key``) of :func:`base_frame`, built once."""
+    blank = [
+        pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)).alias(c)
+        for c, t in STANDARD_SCHEMA.items()
+        if t == pl.String()
+    ]
+    derived = [
+        pl.coalesce("birth_date_std", "id_birth_date").dt.to_string("%Y-%m-%d").alias("dob"),
+        pl.coalesce("sex_std", "id_sex").alias("sex"),
+        pl.col("mobiles").alias("mobiles_all"),
+        pl.col("phones").alias("phones_all"),
+        pl.col("id_valid").fill_null(False),
+        pl.col("id_number_std").str.slice(0, 17).alias("id_body"),
+    ]
+    return blank, derived, id_key().alias("id_key")
 
 
 def base_frame(records: pl.DataFrame) -> pl.DataFrame:
     """Standardized records with clean lists and the derived columns that need no other record."""
-    frame = _clean_lists(_with_standard_columns(records))
-    text_cols = [c for c, t in STANDARD_SCHEMA.items() if t == pl.String()]
-    return (
-        frame.with_columns(_blank_to_null(c) for c in text_cols)
-        .with_columns(
-            pl.coalesce("birth_date_std", "id_birth_date").dt.to_string("%Y-%m-%d").alias("dob"),
-            pl.coalesce("sex_std", "id_sex").alias("sex"),
-            pl.col("mobiles").alias("mobiles_all"),
-            pl.col("phones").alias("phones_all"),
-            pl.col("id_valid").fill_null(False),
-            pl.col("id_number_std").str.slice(0, 17).alias("id_body"),
-        )
-        .with_columns(id_key().alias("id_key"))
-    )
+    blank, derived, key = _derived()
+    plan = _clean_lists(_with_standard_columns(records))
+    return run(plan.with_columns(blank).with_columns(derived).with_columns(key))
 
 
 def find_hubs(base: pl.DataFrame, ruleset: RuleSet) -> dict[str, pl.DataFrame]:
@@ -92,16 +131,28 @@ def matching_frame(
     frame = base_frame(records)
     if hubs is None:
         hubs = find_hubs(frame, ruleset)
+    plan = frame.lazy()
+    apart = rows_apart(frame)
+    dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
     for column in ruleset.hubs.columns:
-        if isinstance(frame.schema[column], pl.List):
-            frame = split_list_hubs(frame, column, hubs[column])
+        if isinstance(dtypes[column], pl.List):
+            plan = split_list_hubs_plan(plan, column, hubs[column], apart)
+            if not apart:
+                plan = run(plan).lazy()  # the explode path reads its input twice: compute it once
         else:
-            frame = flag_scalar_hubs(frame, column, hubs[column], f"{column.removesuffix('_std')}_hub")
+            plan = flag_scalar_hubs_plan(plan, column, hubs[column], f"{column.removesuffix('_std')}_hub")
+    return run(
+        plan.with_columns(_keys()).select(input_columns(ruleset)).with_columns(pl.col("rid").cast(pl.Int64))
+    )
+
+
+@lru_cache(maxsize=1)
+def _keys() -> list[pl.Expr]:
+    """``mobile_key`` and ``street_key`` of :func:`matching_frame`, built once."""
     street = pl.col("addr_detail").str.extract(r"^([^0-9０-９]+)", 1)
-    frame = frame.with_columns(
+    return [
         pl.col("mobiles_private").list.first().alias("mobile_key"),
         pl.when(street.is_not_null())
         .then(pl.concat_str(pl.col("addr_district").fill_null(""), street))
         .alias("street_key"),
-    )
-    return frame.select(input_columns(ruleset)).with_columns(pl.col("rid").cast(pl.Int64))
+    ]

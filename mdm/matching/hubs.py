@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from mdm.standardize.vec import run
+
 #: Order-insensitive name identity used to count distinct holders of a value.
 NAME_KEY = pl.coalesce("name_pinyin_sorted", "name_simplified")
 
@@ -30,12 +32,28 @@ def hub_values(records: pl.DataFrame, column: str, min_names: int) -> pl.DataFra
     )
 
 
-def split_list_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame) -> pl.DataFrame:
-    """Add `<column>_private` and `<column>_hub` lists (null when empty), split by hub membership.
+def split_list_hubs_plan(
+    records: pl.LazyFrame, column: str, hubs: pl.DataFrame, rows_apart: bool = False
+) -> pl.LazyFrame:
+    """:func:`split_list_hubs` as a lazy step (one collect for a whole chain of steps).
 
-    Done by explode + join + group (no per-row broadcast of the hub list), so it stays linear at 1M rows.
+    ``rows_apart`` (the frame's ``rid`` values are distinct and not null) with distinct hub values lets
+    per-row list filters do the work: they keep the same values in the same order as explode + join + group.
     """
-    flags = hubs.select(pl.col("value"), pl.lit(True).alias("is_hub"))
+    private, hub = f"{column}_private", f"{column}_hub"
+    values = hubs["value"]
+    if rows_apart and values.n_unique() == values.len():
+        present = pl.element().is_not_null()
+        in_hubs = pl.element().is_in(pl.lit(values).implode(), nulls_equal=False)
+        parts = (
+            (pl.col(column).list.eval(pl.element().filter(present & ~in_hubs)), private),
+            (
+                pl.col(column).list.eval(pl.element().filter(present & in_hubs)),
+                hub,
+            ),
+        )
+        return records.with_columns(pl.when(v.list.len() > 0).then(v).alias(name) for v, name in parts)
+    flags = hubs.lazy().select(pl.col("value"), pl.lit(True).alias("is_hub"))
     split = (
         records.select("rid", pl.col(column).alias("value"))
         .explode("value")
@@ -43,20 +61,30 @@ def split_list_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame) -> p
         .join(flags, on="value", how="left")
         .group_by("rid")
         .agg(
-            pl.col("value").filter(pl.col("is_hub").is_null()).alias(f"{column}_private"),
-            pl.col("value").filter(pl.col("is_hub").is_not_null()).alias(f"{column}_hub"),
+            pl.col("value").filter(pl.col("is_hub").is_null()).alias(private),
+            pl.col("value").filter(pl.col("is_hub").is_not_null()).alias(hub),
         )
-        .with_columns(
-            pl.when(pl.col(c).list.len() > 0).then(pl.col(c)).alias(c)
-            for c in (f"{column}_private", f"{column}_hub")
-        )
+        .with_columns(pl.when(pl.col(c).list.len() > 0).then(pl.col(c)).alias(c) for c in (private, hub))
     )
     return records.join(split, on="rid", how="left", maintain_order="left")
 
 
-def flag_scalar_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame, flag: str) -> pl.DataFrame:
-    """Add boolean `flag`: the record's `column` value is a hub (False when not, or when null)."""
-    flags = hubs.select(pl.col("value").alias(column), pl.lit(True).alias(flag))
+def split_list_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame) -> pl.DataFrame:
+    """Add `<column>_private` and `<column>_hub` lists (null when empty), split by hub membership.
+
+    Done by explode + join + group (no per-row broadcast of the hub list), so it stays linear at 1M rows.
+    """
+    return run(split_list_hubs_plan(records.lazy(), column, hubs))
+
+
+def flag_scalar_hubs_plan(records: pl.LazyFrame, column: str, hubs: pl.DataFrame, flag: str) -> pl.LazyFrame:
+    """:func:`flag_scalar_hubs` as a lazy step (one collect for a whole chain of steps)."""
+    flags = hubs.lazy().select(pl.col("value").alias(column), pl.lit(True).alias(flag))
     return records.join(flags, on=column, how="left", maintain_order="left", nulls_equal=False).with_columns(
         pl.col(flag).fill_null(False)
     )
+
+
+def flag_scalar_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame, flag: str) -> pl.DataFrame:
+    """Add boolean `flag`: the record's `column` value is a hub (False when not, or when null)."""
+    return run(flag_scalar_hubs_plan(records.lazy(), column, hubs, flag))

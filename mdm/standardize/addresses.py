@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mdm.standardize.vec import flag_list
+from mdm.standardize.vec import flag_list, run
 
 DATA = Path(__file__).parent / "data"
 HEAD_CHARS = 20
@@ -194,45 +194,54 @@ def normalize_detail(col: pl.Expr) -> pl.Expr:
     return pl.when(out.str.len_chars() > 0).then(out)
 
 
-def standardize_addresses(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ADDRESS_COLUMNS and ``_flag_addresses`` from address, province, city, district."""
+_KEYS = ["_head", "province", "city", "district"]
+
+
+@lru_cache(maxsize=1)
+def _steps() -> tuple[list[pl.Expr], pl.Expr, list[pl.Expr]]:
+    """(text and head, detail, output columns) of :func:`standardize_addresses`, built once."""
     text = pl.col("address").str.normalize("NFKC").str.replace_all(r"\s+", "")
-    work = df.with_columns(_addr=text, _head=text.str.extract(r"^([^0-9]*)", 1).str.slice(0, HEAD_CHARS))
-    keys = work.select("_head", "province", "city", "district").unique()
-    parsed = [resolve(*row) for row in keys.iter_rows()]
-    table = keys.with_columns(
-        addr_province=pl.Series([p[0] for p in parsed], dtype=pl.String),
-        addr_city=pl.Series([p[1] for p in parsed], dtype=pl.String),
-        addr_district=pl.Series([p[2] for p in parsed], dtype=pl.String),
-        _used=pl.Series([p[3] for p in parsed], dtype=pl.Int64),
-        _conflict=pl.Series([p[4] for p in parsed], dtype=pl.Boolean),
-    )
-    out = work.join(
-        table,
-        on=["_head", "province", "city", "district"],
-        how="left",
-        nulls_equal=True,
-        maintain_order="left",
-    )
-    detail = normalize_detail(pl.col("_addr").str.slice(pl.col("_used")))
+    prepared = [
+        text.alias("_addr"),
+        text.str.extract(r"^([^0-9]*)", 1).str.slice(0, HEAD_CHARS).alias("_head"),
+    ]
+    detail = normalize_detail(pl.col("_addr").str.slice(pl.col("_used"))).alias("addr_detail")
     parts = [pl.col(c).fill_null("") for c in ("addr_province", "addr_city", "addr_district", "addr_detail")]
     std = pl.concat_str(parts)
-    return (
-        out.with_columns(addr_detail=detail)
-        .with_columns(
-            address_std=pl.when(std.str.len_chars() > 0).then(
-                pl.concat_str(
-                    pl.col("addr_province").fill_null(""),
-                    pl.when(pl.col("addr_city") != pl.col("addr_province"))
-                    .then(pl.col("addr_city"))
-                    .fill_null(""),
-                    pl.col("addr_district").fill_null(""),
-                    pl.col("addr_detail").fill_null(""),
-                )
-            ),
-            _flag_addresses=flag_list(
-                pl.when(pl.col("_conflict")).then(pl.lit("address:conflicts_with_parts"))
-            ),
+    outputs = [
+        pl.when(std.str.len_chars() > 0)
+        .then(
+            pl.concat_str(
+                pl.col("addr_province").fill_null(""),
+                pl.when(pl.col("addr_city") != pl.col("addr_province"))
+                .then(pl.col("addr_city"))
+                .fill_null(""),
+                pl.col("addr_district").fill_null(""),
+                pl.col("addr_detail").fill_null(""),
+            )
         )
-        .drop("_addr", "_head", "_used", "_conflict")
+        .alias("address_std"),
+        flag_list(pl.when(pl.col("_conflict")).then(pl.lit("address:conflicts_with_parts"))).alias(
+            "_flag_addresses"
+        ),
+    ]
+    return prepared, detail, outputs
+
+
+def standardize_addresses(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ADDRESS_COLUMNS and ``_flag_addresses`` from address, province, city, district."""
+    prepared, detail, outputs = _steps()
+    work = run(df.lazy().with_columns(prepared))
+    keys = run(work.lazy().select(_KEYS).unique())
+    parsed = [resolve(*row) for row in keys.iter_rows()]
+    table = keys.hstack(
+        [
+            pl.Series("addr_province", [p[0] for p in parsed], dtype=pl.String),
+            pl.Series("addr_city", [p[1] for p in parsed], dtype=pl.String),
+            pl.Series("addr_district", [p[2] for p in parsed], dtype=pl.String),
+            pl.Series("_used", [p[3] for p in parsed], dtype=pl.Int64),
+            pl.Series("_conflict", [p[4] for p in parsed], dtype=pl.Boolean),
+        ]
     )
+    plan = work.lazy().join(table.lazy(), on=_KEYS, how="left", nulls_equal=True, maintain_order="left")
+    return run(plan.with_columns(detail).with_columns(outputs).drop("_addr", "_head", "_used", "_conflict"))

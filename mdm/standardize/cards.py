@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import polars as pl
 
-from mdm.standardize.vec import ROW, digit_matrix, flag_list, per_element
+from mdm.standardize.vec import (
+    EMPTY_STRINGS,
+    ROW,
+    add_columns,
+    all_null,
+    digit_rows,
+    flag_list,
+    per_element_plan,
+    row_numbers,
+    run,
+)
 
 MAX_LEN = 19
 
 
 def luhn_valid(cards: pl.Series) -> pl.Series:
     """Luhn check of digit strings of up to 19 digits, vectorized (left zero-padding keeps the sum)."""
-    ok = cards.str.contains(rf"^[0-9]{{1,{MAX_LEN}}}$").fill_null(False)
-    digits = digit_matrix(cards.str.zfill(MAX_LEN), MAX_LEN)
+    digits, ok = digit_rows(cards, MAX_LEN, pad=True)
     doubled = (MAX_LEN - 1 - np.arange(MAX_LEN)) % 2 == 1
     d2 = digits * 2
     terms = np.where(doubled, np.where(d2 > 9, d2 - 9, d2), digits)
-    return pl.Series(cards.name, (terms.sum(axis=1) % 10 == 0)) & ok
+    return pl.Series(cards.name, (terms.sum(axis=1) % 10 == 0) & ok)
 
 
 def _clean(card: pl.Expr) -> pl.Expr:
@@ -25,16 +36,41 @@ def _clean(card: pl.Expr) -> pl.Expr:
     return pl.when(digits.str.len_chars() > 0).then(digits)
 
 
+@lru_cache(maxsize=1)
+def _flag() -> pl.Expr:
+    return flag_list(pl.when(~pl.col("bank_card_valid")).then(pl.lit("bank_card:luhn_failed"))).alias(
+        "_flag_cards"
+    )
+
+
+#: What a frame without any bank card gets (the general path gives exactly these).
+_NO_CARDS = (
+    EMPTY_STRINGS.alias("bank_cards"),
+    pl.lit(None, dtype=pl.Boolean).alias("bank_card_valid"),
+    EMPTY_STRINGS.alias("_flag_cards"),
+)
+
+
 def standardize_cards(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``bank_cards``, ``bank_card_valid`` (all cards pass Luhn; null without a card) and ``_flag_cards``."""
-    cards = per_element(df, "bank_card", _clean).list.unique(maintain_order=True).alias("bank_cards")
-    flat = pl.DataFrame({"bank_cards": cards}).with_row_index(ROW).explode("bank_cards").drop_nulls()
-    checked = flat.with_columns(_ok=luhn_valid(flat["bank_cards"])).group_by(ROW).agg(pl.col("_ok").all())
-    valid = (
-        pl.DataFrame({ROW: pl.arange(0, df.height, eager=True).cast(pl.UInt32)})
-        .join(checked, on=ROW, how="left", maintain_order="left")["_ok"]
-        .alias("bank_card_valid")
+    if all_null(df, "bank_card"):
+        return df.with_columns(_NO_CARDS)
+    rows = row_numbers(df.height)
+    cards = run(
+        rows.join(per_element_plan(df.lazy(), "bank_card", _clean), on=ROW, how="left", maintain_order="left")
+        .select(pl.col("_v").fill_null(EMPTY_STRINGS).list.unique(maintain_order=True).alias("bank_cards"))
+        .with_row_index(ROW)
+    ).lazy()
+    checked = (
+        cards.explode("bank_cards")
+        .drop_nulls()
+        .with_columns(_ok=pl.col("bank_cards").map_batches(luhn_valid, return_dtype=pl.Boolean))
+        .group_by(ROW)
+        .agg(pl.col("_ok").all())
     )
-    return df.with_columns(cards, valid).with_columns(
-        _flag_cards=flag_list(pl.when(~pl.col("bank_card_valid")).then(pl.lit("bank_card:luhn_failed")))
+    result = run(
+        cards.join(checked, on=ROW, how="left", maintain_order="left")
+        .select("bank_cards", pl.col("_ok").alias("bank_card_valid"))
+        .with_columns(_flag())
     )
+    return add_columns(df, result)

@@ -9,10 +9,11 @@ with the flag ``birth_date:impossible_date``.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import polars as pl
 
-from mdm.standardize.vec import flag_list
+from mdm.standardize.vec import flag_list, run
 
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 MIN_YEAR = 1900
@@ -36,71 +37,122 @@ def _build(y: pl.Expr, m: pl.Expr, d: pl.Expr) -> pl.Expr:
     return text.str.to_date("%Y-%m-%d", strict=False)
 
 
+@lru_cache(maxsize=4)
+def _parse_steps(src: str, prefix: str) -> tuple[list[pl.Expr], ...]:
+    """The steps of :func:`parse_dates` on column ``src``, working columns named ``<prefix><name>``, built once.
+
+    The last step yields ``<prefix>date`` and ``<prefix>status``.
+    """
+
+    def c(name: str) -> pl.Expr:
+        return pl.col(prefix + name)
+
+    s = c("s")
+    ymd, compact, mdy = c("ymd").struct, c("compact").struct, c("mdy").struct
+    mdy_year = mdy.field("3")
+    mdy_year4 = pl.when(mdy_year.str.len_chars() == 2).then(pl.lit("19") + mdy_year).otherwise(mdy_year)
+    status = (
+        pl.when(c("unknown"))
+        .then(pl.lit("unknown"))
+        .when(c("no_year"))
+        .then(pl.lit("no_year"))
+        .when(c("date").is_not_null())
+        .then(pl.lit("ok"))
+        .when(c("shaped"))
+        .then(pl.lit("impossible"))
+        .otherwise(pl.lit("unparseable"))
+    )
+    matched = (ymd.field("1").is_not_null(), compact.field("1").is_not_null(), mdy.field("1").is_not_null())
+    parts = (
+        (ymd.field("1"), ymd.field("2"), ymd.field("3")),
+        (compact.field("1"), compact.field("2"), compact.field("3")),
+        (mdy_year4, mdy.field("1"), mdy.field("2")),
+    )
+    chosen = [
+        pl.when(matched[0]).then(p[0]).when(matched[1]).then(p[1]).when(matched[2]).then(p[2])
+        for p in zip(*parts, strict=True)
+    ]
+    return (
+        [pl.col(src).str.normalize("NFKC").str.strip_chars().alias(prefix + "s")],
+        [
+            s.str.extract_groups(_YMD).alias(prefix + "ymd"),
+            s.str.extract_groups(_COMPACT).alias(prefix + "compact"),
+            s.str.extract_groups(_MDY).alias(prefix + "mdy"),
+            s.str.extract(_SERIAL, 1).cast(pl.Int64, strict=False).alias(prefix + "serial"),
+            (s.is_null() | (s == "") | s.str.contains(_UNKNOWN)).alias(prefix + "unknown"),
+            s.str.contains(_NO_YEAR).alias(prefix + "no_year"),
+        ],
+        [*(part.alias(prefix + name) for part, name in zip(chosen, "ymd", strict=True))],
+        [
+            pl.when(c("unknown"))
+            .then(pl.lit(None, dtype=pl.Date))
+            .when(c("y").is_not_null())
+            .then(_build(c("y"), c("m"), c("d")))
+            .when(c("serial").is_not_null())
+            .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=c("serial")))
+            .alias(prefix + "date"),
+            (c("y").is_not_null() | c("serial").is_not_null()).alias(prefix + "shaped"),
+        ],
+        [status.alias(prefix + "status")],
+    )
+
+
+def _parse_plan(plan: pl.LazyFrame, src: str, prefix: str) -> pl.LazyFrame:
+    for step in _parse_steps(src, prefix):
+        plan = plan.with_columns(step)
+    return plan
+
+
 def parse_dates(values: pl.Series) -> pl.DataFrame:
     """Columns ``date`` (candidate) and ``status`` for raw date strings, computed in stages.
 
     status: ``ok`` (parsed), ``unknown`` (an explicit unknown marker or null), ``no_year`` (vCard
     ``--MMDD``), ``impossible`` (right shape, no such date) or ``unparseable``.
     """
-    f = pl.DataFrame({"s": values}).with_columns(pl.col("s").str.normalize("NFKC").str.strip_chars())
-    s = pl.col("s")
-    f = f.with_columns(
-        ymd=s.str.extract_groups(_YMD),
-        compact=s.str.extract_groups(_COMPACT),
-        mdy=s.str.extract_groups(_MDY),
-        serial=s.str.extract(_SERIAL, 1).cast(pl.Int64, strict=False),
-        unknown=s.is_null() | (s == "") | s.str.contains(_UNKNOWN),
-        no_year=s.str.contains(_NO_YEAR),
+    return run(_parse_plan(pl.LazyFrame({"s": values}), "s", "").select("date", "status"))
+
+
+_PREFIX = "_bd_"
+_WORK = (
+    "s",
+    "ymd",
+    "compact",
+    "mdy",
+    "serial",
+    "unknown",
+    "no_year",
+    "y",
+    "m",
+    "d",
+    "date",
+    "shaped",
+    "status",
+    "ok",
+)
+
+
+@lru_cache(maxsize=4)
+def _date_outputs(today: dt.date) -> tuple[pl.Expr, list[pl.Expr]]:
+    """(plausibility column, output columns) of :func:`standardize_birth_date` for ``today``, built once."""
+    status, ok = pl.col(_PREFIX + "status"), pl.col(_PREFIX + "ok")
+    flag = (
+        pl.when(status == "no_year")
+        .then(pl.lit("birth_date:no_year"))
+        .when(status == "unparseable")
+        .then(pl.lit("birth_date:unparseable"))
+        .when((status == "impossible") | ((status == "ok") & ~ok))
+        .then(pl.lit("birth_date:impossible_date"))
     )
-    ymd, compact, mdy = pl.col("ymd").struct, pl.col("compact").struct, pl.col("mdy").struct
-    mdy_year = mdy.field("3")
-    mdy_year4 = pl.when(mdy_year.str.len_chars() == 2).then(pl.lit("19") + mdy_year).otherwise(mdy_year)
-    f = f.with_columns(
-        date=pl.when(pl.col("unknown"))
-        .then(pl.lit(None, dtype=pl.Date))
-        .when(ymd.field("1").is_not_null())
-        .then(_build(ymd.field("1"), ymd.field("2"), ymd.field("3")))
-        .when(compact.field("1").is_not_null())
-        .then(_build(compact.field("1"), compact.field("2"), compact.field("3")))
-        .when(mdy.field("1").is_not_null())
-        .then(_build(mdy_year4, mdy.field("1"), mdy.field("2")))
-        .when(pl.col("serial").is_not_null())
-        .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=pl.col("serial"))),
-        shaped=ymd.field("1").is_not_null()
-        | compact.field("1").is_not_null()
-        | mdy.field("1").is_not_null()
-        | pl.col("serial").is_not_null(),
-    )
-    status = (
-        pl.when(pl.col("unknown"))
-        .then(pl.lit("unknown"))
-        .when(pl.col("no_year"))
-        .then(pl.lit("no_year"))
-        .when(pl.col("date").is_not_null())
-        .then(pl.lit("ok"))
-        .when(pl.col("shaped"))
-        .then(pl.lit("impossible"))
-        .otherwise(pl.lit("unparseable"))
-    )
-    return f.select("date", status.alias("status"))
+    plausible_col = plausible(pl.col(_PREFIX + "date"), today).fill_null(False).alias(_PREFIX + "ok")
+    outputs = [
+        pl.when(ok).then(pl.col(_PREFIX + "date")).alias("birth_date_std"),
+        flag_list(flag).alias("_flag_dates"),
+    ]
+    return plausible_col, outputs
 
 
 def standardize_birth_date(df: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
     """Add ``birth_date_std`` (Date) and ``_flag_dates`` from the raw ``birth_date``."""
-    today = today or dt.date.today()
-    parsed = parse_dates(df["birth_date"])
-    out = df.with_columns(_bd=parsed["date"], _bd_status=parsed["status"]).with_columns(
-        _bd_ok=plausible(pl.col("_bd"), today).fill_null(False)
-    )
-    flag = (
-        pl.when(pl.col("_bd_status") == "no_year")
-        .then(pl.lit("birth_date:no_year"))
-        .when(pl.col("_bd_status") == "unparseable")
-        .then(pl.lit("birth_date:unparseable"))
-        .when((pl.col("_bd_status") == "impossible") | ((pl.col("_bd_status") == "ok") & ~pl.col("_bd_ok")))
-        .then(pl.lit("birth_date:impossible_date"))
-    )
-    return out.with_columns(
-        birth_date_std=pl.when(pl.col("_bd_ok")).then(pl.col("_bd")),
-        _flag_dates=flag_list(flag),
-    ).drop("_bd", "_bd_status", "_bd_ok")
+    plausible_col, outputs = _date_outputs(today or dt.date.today())
+    plan = _parse_plan(df.lazy(), "birth_date", _PREFIX).with_columns(plausible_col).with_columns(outputs)
+    return run(plan.drop([_PREFIX + w for w in _WORK]))

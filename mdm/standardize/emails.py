@@ -6,9 +6,11 @@ Keys fold provider aliases of one mailbox: ``foxmail.com`` is ``qq.com``, ``goog
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import polars as pl
 
-from mdm.standardize.vec import flag_list
+from mdm.standardize.vec import EMPTY_STRINGS, all_null, flag_list, run
 
 VALID = r"^[a-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)+$"
 #: Domain -> canonical domain of the same mailbox.
@@ -37,19 +39,43 @@ def email_key(e: pl.Expr) -> pl.Expr:
     return pl.format("{}@{}", local, domain)
 
 
+@lru_cache(maxsize=1)
+def _steps() -> tuple[list[pl.Expr], ...]:
+    """The steps of :func:`standardize_emails`, built once (each step sees the previous ones).
+
+    ``_em`` holds the cleaned non-blank addresses (never null, no null elements), ``_ok`` the valid ones.
+    """
+    cleaned = pl.col("email").list.eval(clean_email(pl.element())).fill_null(EMPTY_STRINGS)
+    valid = pl.element().str.contains(VALID)
+    return (
+        [cleaned.list.eval(pl.element().filter(pl.element().str.len_chars() > 0)).alias("_em")],
+        [pl.col("_em").list.eval(pl.element().filter(valid)).alias("_ok")],
+        [
+            pl.col("_ok").list.unique(maintain_order=True).alias("emails"),
+            pl.col("_ok")
+            .list.eval(email_key(pl.element()))
+            .list.unique(maintain_order=True)
+            .alias("email_keys"),
+            flag_list(
+                pl.when(pl.col("_ok").list.len() < pl.col("_em").list.len()).then(pl.lit("email:invalid"))
+            ).alias("_flag_emails"),
+        ],
+    )
+
+
+#: What a frame without any e-mail gets (the general path gives exactly these).
+_NO_EMAILS = (
+    EMPTY_STRINGS.alias("emails"),
+    EMPTY_STRINGS.alias("email_keys"),
+    EMPTY_STRINGS.alias("_flag_emails"),
+)
+
+
 def standardize_emails(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``emails``, ``email_keys`` and ``_flag_emails`` (``email:invalid``; invalid ones are dropped)."""
-    cleaned = (
-        pl.col("email").list.eval(clean_email(pl.element())).fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    )
-    step = df.with_columns(_em=cleaned.list.eval(pl.element().filter(pl.element().str.len_chars() > 0)))
-    valid = pl.element().str.contains(VALID)
-    return step.with_columns(
-        emails=pl.col("_em").list.eval(pl.element().filter(valid)).list.unique(maintain_order=True),
-        email_keys=pl.col("_em")
-        .list.eval(email_key(pl.element().filter(valid)))
-        .list.unique(maintain_order=True),
-        _flag_emails=flag_list(
-            pl.when(pl.col("_em").list.eval(~valid).list.any()).then(pl.lit("email:invalid"))
-        ),
-    ).drop("_em")
+    if all_null(df, "email"):
+        return df.with_columns(_NO_EMAILS)
+    plan = df.lazy()
+    for step in _steps():
+        plan = plan.with_columns(step)
+    return run(plan.drop("_em", "_ok"))

@@ -7,12 +7,12 @@ scientific notation) is never repaired: it keeps ``id_valid = false`` and a flag
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
-import numpy as np
 import polars as pl
 
 from mdm.standardize.dates import plausible
-from mdm.standardize.vec import digit_matrix, flag_list
+from mdm.standardize.vec import flag_list, run
 
 #: Raw id_type spellings (NFKC, upper-cased, spaces removed) -> standard type.
 ID_TYPES: dict[str, str] = {
@@ -62,17 +62,30 @@ def normalize_number(col: pl.Expr) -> pl.Expr:
     return pl.when(out.str.len_chars() > 0).then(out)
 
 
+def check_char(body: pl.Expr) -> pl.Expr:
+    """GB 11643 check character of a 17-digit body (null where the body is not 17 ASCII digits).
+
+    The weights are ``2**(18 - i) mod 11``, so the weighted digit sum is ``2 * N mod 11`` where ``N`` is
+    the body read as a base-13 number (13 = 2 mod 11); ``N < 13**17 < 2**63``.
+    """
+    n = body.str.to_integer(base=13, dtype=pl.Int64, strict=False)
+    index = n % 11 * 2 % 11
+    return pl.when(body.str.contains(r"^[0-9]{17}$")).then(pl.lit(CHECK_CHARS).str.slice(index, 1))
+
+
 def check_chars(bodies: pl.Series) -> pl.Series:
     """GB 11643 check character of each 17-digit body (null where the body is not 17 digits)."""
-    digits = digit_matrix(bodies, 17)
-    codes = pl.Series(list(CHECK_CHARS), dtype=pl.String).gather((digits @ np.array(WEIGHTS)) % 11)
-    ok = bodies.str.contains(r"^[0-9]{17}$").fill_null(False)
-    return pl.select(pl.when(ok).then(codes)).to_series().alias(bodies.name)
+    return bodies.to_frame("_b").select(check_char(pl.col("_b"))).to_series().alias(bodies.name)
+
+
+def _body_15(number: pl.Expr) -> pl.Expr:
+    """17-digit body of a first-generation 15-digit ID: ``19`` inserted before the year."""
+    return number.str.slice(0, 6) + pl.lit("19") + number.str.slice(6)
 
 
 def upgrade_15(numbers: pl.Series) -> pl.Series:
     """First-generation 15-digit IDs -> 18 digits: ``19`` before the year, check character appended."""
-    body = pl.select(numbers.str.slice(0, 6) + pl.lit("19") + numbers.str.slice(6)).to_series()
+    body = numbers.to_frame("_n").select(_body_15(pl.col("_n"))).to_series()
     return (body + check_chars(body)).alias(numbers.name)
 
 
@@ -92,43 +105,59 @@ def infer_type(number: pl.Expr) -> pl.Expr:
     )
 
 
-def standardize_ids(df: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
-    """Add ID_COLUMNS and ``_flag_ids`` (List[String]) from id_type, id_number and dq_flags."""
-    today = today or dt.date.today()
-    raw_type = pl.col("_raw_type")
-    declared = raw_type.replace_strict(ID_TYPES, default="OTHER", return_dtype=pl.String)
+_TEMP = ("_num", "_raw_type", "_reader_lost", "_sci", "_lost", "_declared", "_upgraded", "_body")
+_TEMP_CHECKS = ("_shape", "_check", "_birth", "_birth_ok")
+
+
+@lru_cache(maxsize=1)
+def _steps() -> tuple[list[pl.Expr], ...]:
+    """The date-independent steps of :func:`standardize_ids`, built once (each step sees the previous ones)."""
+    raw_type, declared = pl.col("_raw_type"), pl.col("_declared")
     given = raw_type.is_not_null() & (raw_type != "")
-    step1 = df.with_columns(
-        _num=normalize_number(pl.col("id_number")),
-        _raw_type=pl.col("id_type").str.normalize("NFKC").str.replace_all(r"\s", "").str.to_uppercase(),
-        _reader_lost=pl.col("dq_flags").list.contains("id_number:excel_precision_loss").fill_null(False),
-        _sci=pl.col("id_number").str.contains(r"(?i)\d[.,]?\d*E\+?\d+").fill_null(False),
-    ).with_columns(
-        _lost=pl.col("_reader_lost") | pl.col("_sci"),
-        id_type_std=pl.when(pl.col("_num").is_null())
+    resident = pl.col("id_type_std") == "CN_RESIDENT"
+    num = pl.col("id_number_std")
+    prepared = [
+        normalize_number(pl.col("id_number")).alias("_num"),
+        pl.col("id_type")
+        .str.normalize("NFKC")
+        .str.replace_all(r"\s", "")
+        .str.to_uppercase()
+        .alias("_raw_type"),
+        pl.col("dq_flags")
+        .list.contains("id_number:excel_precision_loss")
+        .fill_null(False)
+        .alias("_reader_lost"),
+        pl.col("id_number").str.contains(r"(?i)\d[.,]?\d*E\+?\d+").fill_null(False).alias("_sci"),
+    ]
+    typed = [
+        (pl.col("_reader_lost") | pl.col("_sci")).alias("_lost"),
+        raw_type.replace_strict(ID_TYPES, default="OTHER", return_dtype=pl.String).alias("_declared"),
+    ]
+    declared_type = [
+        pl.when(pl.col("_num").is_null())
         .then(pl.when(given).then(declared))
         .when(given)
         .then(declared)
-        .otherwise(infer_type(pl.col("_num"))),
-    )
-    resident = pl.col("id_type_std") == "CN_RESIDENT"
+        .otherwise(infer_type(pl.col("_num")))
+        .alias("id_type_std"),
+    ]
     is15 = (resident & pl.col("_num").str.contains(r"^\d{15}$") & ~pl.col("_lost")).fill_null(False)
-    step1 = step1.with_columns(_upgraded=is15)
-    upgraded = upgrade_15(step1["_num"])
-    step2 = step1.with_columns(
-        id_number_std=pl.when(pl.col("_upgraded")).then(upgraded).otherwise(pl.col("_num")),
-    )
-    num = pl.col("id_number_std")
+    upgraded = [is15.alias("_upgraded"), _body_15(pl.col("_num")).alias("_body")]
+    numbered = [
+        pl.when(pl.col("_upgraded"))
+        .then(pl.col("_body") + check_char(pl.col("_body")))
+        .otherwise(pl.col("_num"))
+        .alias("id_number_std")
+    ]
     shape_ok = pl.coalesce(
         *(pl.when(pl.col("id_type_std") == t).then(num.str.contains(p)) for t, p in FORMATS.items()),
         pl.lit(None, dtype=pl.Boolean),
     )
-    checks = check_chars(step2["id_number_std"].str.slice(0, 17))
-    step3 = step2.with_columns(
-        _shape=shape_ok.fill_null(pl.col("id_type_std") == "OTHER"),
-        _check=pl.when(resident).then(num.str.slice(17, 1) == checks),
-        _birth=pl.when(resident).then(num.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)),
-    ).with_columns(_birth_ok=plausible(pl.col("_birth"), today).fill_null(False))
+    checked = [
+        shape_ok.fill_null(pl.col("id_type_std") == "OTHER").alias("_shape"),
+        pl.when(resident).then(num.str.slice(17, 1) == check_char(num.str.slice(0, 17))).alias("_check"),
+        pl.when(resident).then(num.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)).alias("_birth"),
+    ]
     valid = (
         pl.when(num.is_null())
         .then(None)
@@ -151,24 +180,29 @@ def standardize_ids(df: pl.DataFrame, today: dt.date | None = None) -> pl.DataFr
         ),
         pl.when(pl.col("_upgraded")).then(pl.lit("id_number:upgraded_15_to_18")),
     )
-    out = step3.with_columns(id_valid=valid).with_columns(
-        id_birth_date=pl.when(pl.col("id_valid")).then(pl.col("_birth")),
-        id_sex=pl.when(pl.col("id_valid") & resident).then(
+    outputs = [
+        pl.when(pl.col("id_valid")).then(pl.col("_birth")).alias("id_birth_date"),
+        pl.when(pl.col("id_valid") & resident)
+        .then(
             pl.when(num.str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1)
             .then(pl.lit("M"))
             .otherwise(pl.lit("F"))
-        ),
-        _flag_ids=flag,
-    )
-    return out.drop(
-        "_num",
-        "_raw_type",
-        "_reader_lost",
-        "_sci",
-        "_lost",
-        "_upgraded",
-        "_shape",
-        "_check",
-        "_birth",
-        "_birth_ok",
-    )
+        )
+        .alias("id_sex"),
+        flag.alias("_flag_ids"),
+    ]
+    return prepared, typed, declared_type, upgraded, numbered, checked, [valid.alias("id_valid")], outputs
+
+
+@lru_cache(maxsize=4)
+def _birth_ok(today: dt.date) -> pl.Expr:
+    return plausible(pl.col("_birth"), today).fill_null(False).alias("_birth_ok")
+
+
+def standardize_ids(df: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
+    """Add ID_COLUMNS and ``_flag_ids`` (List[String]) from id_type, id_number and dq_flags."""
+    prepared, typed, declared_type, upgraded, numbered, checked, valid, outputs = _steps()
+    plan = df.lazy().with_columns(prepared).with_columns(typed).with_columns(declared_type)
+    plan = plan.with_columns(upgraded).with_columns(numbered).with_columns(checked)
+    plan = plan.with_columns(_birth_ok(today or dt.date.today())).with_columns(valid).with_columns(outputs)
+    return run(plan.drop(*_TEMP, *_TEMP_CHECKS))

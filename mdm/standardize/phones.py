@@ -15,10 +15,9 @@ import phonenumbers
 import polars as pl
 from phonenumbers import PhoneMetadata, PhoneNumberType
 
-from mdm.standardize.vec import ROW, flag_list
+from mdm.standardize.vec import EMPTY_STRINGS, ROW, add_columns, all_null, flag_list, row_numbers, run
 
 REGION = "CN"
-_EMPTY = pl.lit([], dtype=pl.List(pl.String))
 
 
 @lru_cache(maxsize=1)
@@ -45,78 +44,123 @@ def classify_one(value: str) -> str:
     return ("M" if kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE) else "L") + e164
 
 
+@lru_cache(maxsize=1)
+def _code_steps() -> tuple[list[pl.Expr], ...]:
+    """The steps of :func:`fast_codes` on column ``v`` (working columns ``_p_*``), built once; the last yields ``code``."""
+    mobile, fixed = cn_patterns()
+    s = pl.col("_p_s")
+    digits, plus, national = pl.col("_p_digits"), pl.col("_p_plus"), pl.col("_p_national")
+    return (
+        [pl.col("v").str.normalize("NFKC").str.strip_chars().alias("_p_s")],
+        [
+            s.str.replace_all(r"\D", "").alias("_p_digits"),
+            s.str.starts_with("+").alias("_p_plus"),
+            s.str.contains(r"^\+?[\d\s\-().]+$").alias("_p_clean"),
+        ],
+        [
+            pl.when(plus & digits.str.starts_with("86"))
+            .then(digits.str.slice(2))
+            .when(~plus & digits.str.starts_with("0086"))
+            .then(digits.str.slice(4))
+            .when(~plus & digits.str.contains(r"^861\d{10}$"))
+            .then(digits.str.slice(2))
+            .when(~plus)
+            .then(digits)
+            .str.replace(r"^0", "")
+            .alias("_p_national")
+        ],
+        [
+            pl.when(pl.col("_p_clean") & national.str.contains(mobile))
+            .then(pl.lit("M+86") + national)
+            .when(pl.col("_p_clean") & national.str.contains(fixed))
+            .then(pl.lit("L+86") + national)
+            .alias("code")
+        ],
+    )
+
+
+def _codes_plan(plan: pl.LazyFrame) -> pl.LazyFrame:
+    """``plan`` (with string column ``v``) plus ``code`` as :func:`fast_codes` gives it."""
+    for step in _code_steps():
+        plan = plan.with_columns(step)
+    return plan.drop("_p_s", "_p_digits", "_p_plus", "_p_clean", "_p_national")
+
+
 def fast_codes(values: pl.Series) -> pl.Series:
     """``M<e164>`` / ``L<e164>`` for Chinese numbers in common spellings; null when undecided here.
 
-    Computed in stages (each intermediate materialized once) to keep the expression trees small.
+    Computed in stages (each intermediate a column of one chain) to keep the expression trees small.
     """
-    mobile, fixed = cn_patterns()
-    frame = pl.DataFrame({"s": values}).with_columns(pl.col("s").str.normalize("NFKC").str.strip_chars())
-    frame = frame.with_columns(
-        digits=pl.col("s").str.replace_all(r"\D", ""),
-        plus=pl.col("s").str.starts_with("+"),
-        clean=pl.col("s").str.contains(r"^\+?[\d\s\-().]+$"),
+    return run(_codes_plan(pl.LazyFrame({"v": values})))["code"]
+
+
+def _pick(prefix: str) -> pl.Expr:
+    return (
+        pl.col("code").filter(pl.col("code").str.starts_with(prefix)).str.slice(1).unique(maintain_order=True)
     )
-    digits, plus = pl.col("digits"), pl.col("plus")
-    frame = frame.with_columns(
-        national=pl.when(plus & digits.str.starts_with("86"))
-        .then(digits.str.slice(2))
-        .when(~plus & digits.str.starts_with("0086"))
-        .then(digits.str.slice(4))
-        .when(~plus & digits.str.contains(r"^861\d{10}$"))
-        .then(digits.str.slice(2))
-        .when(~plus)
-        .then(digits)
-        .str.replace(r"^0", "")
-    )
-    national = pl.col("national")
-    return frame.select(
-        pl.when(pl.col("clean") & national.str.contains(mobile))
-        .then(pl.lit("M+86") + national)
-        .when(pl.col("clean") & national.str.contains(fixed))
-        .then(pl.lit("L+86") + national)
-        .alias("code")
-    ).to_series()
+
+
+def _invalid(origin: str) -> pl.Expr:
+    return ((pl.col("origin") == origin) & (pl.col("code") == "X")).any()
+
+
+@lru_cache(maxsize=1)
+def _group_steps() -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """(per-row aggregations, output columns) of :func:`standardize_phones`, built once."""
+    aggs = [
+        _pick("M").alias("mobiles"),
+        _pick("L").alias("phones"),
+        _invalid("mobile").alias("_bad_m"),
+        _invalid("phone").alias("_bad_p"),
+    ]
+    outputs = [
+        pl.col("mobiles").fill_null(EMPTY_STRINGS),
+        pl.col("phones").fill_null(EMPTY_STRINGS),
+        flag_list(
+            pl.when(pl.col("_bad_m").fill_null(False)).then(pl.lit("mobile:invalid")),
+            pl.when(pl.col("_bad_p").fill_null(False)).then(pl.lit("phone:invalid")),
+        ).alias("_flag_phones"),
+    ]
+    return aggs, outputs
+
+
+#: What a frame without any number gets (the general path gives exactly these).
+_NO_PHONES = (
+    EMPTY_STRINGS.alias("mobiles"),
+    EMPTY_STRINGS.alias("phones"),
+    EMPTY_STRINGS.alias("_flag_phones"),
+)
 
 
 def standardize_phones(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``mobiles``, ``phones`` (E.164, order kept, deduplicated) and ``_flag_phones``."""
-    flat = pl.concat(
-        [
-            df.select(pl.col(c).alias("v")).with_row_index(ROW).with_columns(origin=pl.lit(c)).explode("v")
-            for c in ("mobile", "phone")
-        ],
-        how="vertical",
-    ).filter(pl.col("v").str.strip_chars().str.len_chars() > 0)
-    flat = flat.with_columns(code=fast_codes(flat["v"]))
-    open_ = flat.filter(pl.col("code").is_null())["v"].unique().to_list()
-    mapping = {v: classify_one(v) for v in open_}
-    if mapping:
-        flat = flat.with_columns(
+    if all_null(df, "mobile", "phone"):
+        return df.with_columns(_NO_PHONES)
+    lazy = df.lazy()
+    flat = run(
+        _codes_plan(
+            pl.concat(
+                [
+                    lazy.select(pl.col(c).alias("v"))
+                    .with_row_index(ROW)
+                    .with_columns(origin=pl.lit(c))
+                    .explode("v")
+                    for c in ("mobile", "phone")
+                ],
+                how="vertical",
+            ).filter(pl.col("v").str.strip_chars().str.len_chars() > 0)
+        )
+    )
+    plan = flat.lazy()
+    if flat["code"].has_nulls():
+        open_ = run(plan.filter(pl.col("code").is_null()).select(pl.col("v").unique()))["v"].to_list()
+        mapping = {v: classify_one(v) for v in open_}
+        plan = plan.with_columns(
             code=pl.coalesce("code", pl.col("v").replace_strict(mapping, default="X", return_dtype=pl.String))
         )
-
-    def pick(prefix: str) -> pl.Expr:
-        return (
-            pl.col("code")
-            .filter(pl.col("code").str.starts_with(prefix))
-            .str.slice(1)
-            .unique(maintain_order=True)
-        )
-
-    def invalid(origin: str) -> pl.Expr:
-        return ((pl.col("origin") == origin) & (pl.col("code") == "X")).any()
-
-    grouped = flat.group_by(ROW, maintain_order=True).agg(
-        mobiles=pick("M"), phones=pick("L"), _bad_m=invalid("mobile"), _bad_p=invalid("phone")
+    aggs, outputs = _group_steps()
+    grouped = plan.group_by(ROW, maintain_order=True).agg(aggs)
+    joined = run(
+        row_numbers(df.height).join(grouped, on=ROW, how="left", maintain_order="left").select(outputs)
     )
-    rows = pl.DataFrame({ROW: pl.arange(0, df.height, eager=True).cast(pl.UInt32)})
-    joined = rows.join(grouped, on=ROW, how="left", maintain_order="left")
-    return df.with_columns(
-        mobiles=joined["mobiles"].fill_null(_EMPTY),
-        phones=joined["phones"].fill_null(_EMPTY),
-        _flag_phones=flag_list(
-            pl.when(joined["_bad_m"].fill_null(False)).then(pl.lit("mobile:invalid")),
-            pl.when(joined["_bad_p"].fill_null(False)).then(pl.lit("phone:invalid")),
-        ),
-    )
+    return add_columns(df, joined)

@@ -8,6 +8,7 @@ flag to ``dq_flags``. ``standardize_one`` is the real-time path and runs the ver
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Any
 
 import polars as pl
@@ -21,9 +22,7 @@ from mdm.standardize.ids import standardize_ids
 from mdm.standardize.names import standardize_names
 from mdm.standardize.phones import standardize_phones
 from mdm.standardize.sex import standardize_sex
-from mdm.standardize.vec import flag_list, merge_flag_lists
-
-_EMPTY = pl.lit([], dtype=pl.List(pl.String))
+from mdm.standardize.vec import flag_list, merge_flag_lists, run
 
 
 def cross_check_flags() -> pl.Expr:
@@ -42,11 +41,24 @@ def cross_check_flags() -> pl.Expr:
     )
 
 
+@lru_cache(maxsize=16)
+def _finish(flag_cols: tuple[str, ...], casts: tuple[str, ...]) -> list[pl.Expr]:
+    """``dq_flags`` merged with these flag columns, and the ``casts`` columns cast to their STANDARD_SCHEMA type."""
+    return [
+        merge_flag_lists(FLAGS, *flag_cols).alias(FLAGS),
+        *(pl.col(c).cast(STANDARD_SCHEMA[c]) for c in casts),
+    ]
+
+
+@lru_cache(maxsize=1)
+def _cross() -> pl.Expr:
+    return cross_check_flags().alias("_flag_cross")
+
+
 def standardize(raw: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
     """The raw frame with every STANDARD_SCHEMA column added and ``dq_flags`` extended."""
-    missing = {c: t for c, t in RAW_SCHEMA.items() if c not in raw.columns}
-    df = raw.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in missing.items()) if missing else raw
-    df = df.with_columns(pl.col(FLAGS).fill_null(_EMPTY))
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in RAW_SCHEMA.items() if c not in raw.columns]
+    df = raw.with_columns(missing) if missing else raw
     df = standardize_names(df)
     df = standardize_ids(df, today)
     df = standardize_birth_date(df, today)
@@ -55,11 +67,11 @@ def standardize(raw: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame
     df = standardize_emails(df)
     df = standardize_addresses(df)
     df = standardize_cards(df)
-    df = df.with_columns(_flag_cross=cross_check_flags())
-    flag_cols = [c for c in df.columns if c.startswith("_flag_")]
-    df = df.with_columns(merge_flag_lists(FLAGS, *flag_cols).alias(FLAGS)).drop(flag_cols)
-    df = df.with_columns(pl.col(c).cast(t) for c, t in STANDARD_SCHEMA.items())
-    return df.select(*[c for c in raw.columns if c not in STANDARD_SCHEMA], *STANDARD_SCHEMA)
+    flag_cols = [c for c in df.columns if c.startswith("_flag_") and c != "_flag_cross"]
+    dtypes = dict(zip(df.columns, df.dtypes, strict=True))
+    casts = tuple(c for c, t in STANDARD_SCHEMA.items() if dtypes.get(c) != t)
+    plan = df.lazy().with_columns(_cross()).with_columns(_finish((*flag_cols, "_flag_cross"), casts))
+    return run(plan.select(*[c for c in raw.columns if c not in STANDARD_SCHEMA], *STANDARD_SCHEMA))
 
 
 def standardize_one(fields: dict[str, Any], today: dt.date | None = None) -> dict[str, Any]:

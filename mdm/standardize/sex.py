@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import polars as pl
 
-from mdm.standardize.vec import flag_list
+from mdm.standardize.vec import flag_list, run
 
 #: Raw spelling (NFKC, trimmed, lower-cased) -> M | F.
 SEX_CODES: dict[str, str] = {
@@ -28,19 +30,29 @@ SEX_CODES: dict[str, str] = {
 UNKNOWN = ("", "0", "9", "u", "unknown", "未知", "未说明", "x")
 
 
+def _key(col: pl.Expr) -> pl.Expr:
+    return col.str.normalize("NFKC").str.strip_chars().str.to_lowercase()
+
+
 def sex_expr(col: pl.Expr) -> pl.Expr:
     """``M`` / ``F`` / null for a raw sex column."""
-    key = col.str.normalize("NFKC").str.strip_chars().str.to_lowercase()
-    return key.replace_strict(SEX_CODES, default=None, return_dtype=pl.String)
+    return _key(col).replace_strict(SEX_CODES, default=None, return_dtype=pl.String)
+
+
+@lru_cache(maxsize=1)
+def _steps() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(spelling key, ``sex_std``, ``_flag_sex``) of :func:`standardize_sex`, built once, in that order."""
+    key = pl.col("_sex_key")
+    unknown = key.is_null() | key.is_in(UNKNOWN)
+    flag = flag_list(pl.when(~unknown & pl.col("sex_std").is_null()).then(pl.lit("sex:unrecognized")))
+    return (
+        _key(pl.col("sex")).alias("_sex_key"),
+        key.replace_strict(SEX_CODES, default=None, return_dtype=pl.String).alias("sex_std"),
+        flag.alias("_flag_sex"),
+    )
 
 
 def standardize_sex(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``sex_std`` and ``_flag_sex`` (``sex:unrecognized`` for an unknown spelling)."""
-    key = pl.col("sex").str.normalize("NFKC").str.strip_chars().str.to_lowercase()
-    unknown = key.is_null() | key.is_in(UNKNOWN)
-    return df.with_columns(
-        sex_std=sex_expr(pl.col("sex")),
-        _flag_sex=flag_list(
-            pl.when(~unknown & sex_expr(pl.col("sex")).is_null()).then(pl.lit("sex:unrecognized"))
-        ),
-    )
+    key, sex, flag = _steps()
+    return run(df.lazy().with_columns(key).with_columns(sex).with_columns(flag).drop("_sex_key"))
