@@ -5,6 +5,7 @@ and a failed audit append fails the read."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,16 @@ def test_model_answers_as_the_store_does(client: TestClient, sample: Sample) -> 
             k: found[k] for k in ("customer_id", "rid", "valid_from_run")
         }
     assert model.customer("C99999999990") is None and model.xref("core_banking", "no-such") is None
+
+
+@pytest.mark.parametrize("part", ["xref_row", "x_customer", "customer_row"])
+def test_a_built_model_is_kept_out_of_collections(client: TestClient, part: str) -> None:
+    ctx = ctx_of(client)
+    gc.unfreeze()
+    model = ctx.cache.refresh()
+    held = getattr(model, part)
+    assert gc.get_freeze_count() > 0
+    assert not any(obj is held for obj in gc.get_objects())
 
 
 def _steward_merge(client: TestClient, sample: Sample, a: str, b: str) -> str:

@@ -12,6 +12,7 @@ same probability.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import queue
@@ -434,7 +435,10 @@ def _scoring_sql(model: TrainedModel, sample: pl.DataFrame) -> str:
 
 
 def build_index(store: Store, model: TrainedModel) -> Index:
-    """The index over the store's current records (hubs and frequencies as a full run computes them)."""
+    """The index over the store's current records (hubs and frequencies as a full run computes them).
+
+    Its long-lived objects are then kept out of the garbage collector's full passes (``gc.freeze``),
+    which would otherwise add their traversal to some request's latency."""
     stamp = data_version(store)
     records = store.current_records()
     if records.is_empty():
@@ -453,7 +457,9 @@ def build_index(store: Store, model: TrainedModel) -> Index:
         frame = frame.join(table, on=column, how="left", maintain_order="left")
     sql = _scoring_sql(model, frame.head(1))
     owners, golden = Owners.load(store), Golden.load(store)
-    return Index(model, frame, hubs, tf, unseen, _blocks(frame, model.ruleset), stamp, sql, owners, golden)
+    index = Index(model, frame, hubs, tf, unseen, _blocks(frame, model.ruleset), stamp, sql, owners, golden)
+    gc.freeze()
+    return index
 
 
 _INDEXES: dict[str, Index] = {}
