@@ -43,6 +43,20 @@ def test_combiner_gives_each_call_its_own_result(threads: int, items: list[int])
     assert (max(sizes) > 1) == (threads > 1)
 
 
+@pytest.mark.parametrize("concurrency", [2, 3])
+def test_combiner_runs_up_to_its_concurrency_at_once(concurrency: int) -> None:
+    meet = threading.Barrier(concurrency, timeout=5)
+
+    def together(items: list[int]) -> list[int]:
+        meet.wait()
+        return [2 * i for i in items]
+
+    combined: rt.Combiner[int, int] = rt.Combiner(together, concurrency=concurrency)
+    with ThreadPoolExecutor(concurrency) as pool:
+        got = list(pool.map(combined, range(concurrency)))
+    assert got == [2 * i for i in range(concurrency)] and not meet.broken
+
+
 @pytest.mark.parametrize("bad", [13])
 def test_combiner_fails_only_the_bad_call(bad: int) -> None:
     combined: rt.Combiner[int, int] = rt.Combiner(lambda batch: _slow_double(batch, []))

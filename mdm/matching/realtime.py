@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -120,12 +121,12 @@ def row_keys(values: Mapping[str, Any], columns: list[str]) -> list[str]:
 
 
 class _Job(Generic[Item, Result]):
-    """One call waiting in a :class:`Combiner`: its input, then its result or error."""
+    """One call waiting in a :class:`Combiner`: its input, then its result or error (or a batch to lead)."""
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.ready = threading.Event()
-        self.lead = False
+        self.batch: list[_Job[Item, Result]] | None = None
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
@@ -140,42 +141,46 @@ class _Job(Generic[Item, Result]):
 
 
 class Combiner(Generic[Item, Result]):
-    """Runs concurrent calls of a batch function as one call.
+    """Runs concurrent calls of a batch function as few calls.
 
-    For work whose cost is per call rather than per row (polars over a one-row frame is ~100 small
-    queries): the first caller runs every item waiting when it starts; callers arriving meanwhile wait,
-    and the first of them runs the next batch. No thread of its own, so nothing to start or stop.
-    A failing batch is retried item by item, so one bad item fails only its own call.
+    For work whose cost is mostly per call rather than per row (polars over a one-row frame): up to
+    ``concurrency`` batches run at once (one per core: a call that finds a core free starts at once,
+    with whatever is waiting); calls arriving while all run wait, and when a batch ends the first of
+    them leads the next batch with every call then waiting. No thread of its own, so nothing to start
+    or stop. A failing batch is retried item by item, so one bad item fails only its own call.
     """
 
-    def __init__(self, run: Callable[[list[Item]], list[Result]]) -> None:
+    def __init__(self, run: Callable[[list[Item]], list[Result]], concurrency: int | None = None) -> None:
         self._run = run
+        self._limit = max(1, concurrency or os.cpu_count() or 1)
         self._lock = threading.Lock()
         self._pending: list[_Job[Item, Result]] = []
-        self._busy = False
+        self._running = 0
 
     def __call__(self, item: Item) -> Result:
         """``run([item])[0]``, computed together with whatever other calls are waiting."""
         job: _Job[Item, Result] = _Job(item)
         with self._lock:
             self._pending.append(job)
-            lead = not self._busy
-            self._busy = True
+            lead = self._running < self._limit
+            if lead:
+                self._running += 1
+                batch, self._pending = self._pending, []
         if not lead:
             job.ready.wait()
-            if not job.lead:
+            if job.batch is None:
                 return job.outcome()
-        with self._lock:
-            batch, self._pending = self._pending, []
+            batch = job.batch
         try:
             self._run_batch(batch)
         finally:
             with self._lock:
                 if self._pending:
-                    self._pending[0].lead = True
-                    self._pending[0].ready.set()
+                    waiting, self._pending = self._pending, []
+                    waiting[0].batch = waiting
+                    waiting[0].ready.set()
                 else:
-                    self._busy = False
+                    self._running -= 1
         return job.outcome()
 
     def _run_batch(self, batch: list[_Job[Item, Result]]) -> None:
