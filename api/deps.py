@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 from fastapi import Request
 
@@ -115,17 +115,32 @@ async def context_async(request: Request) -> ApiContext:
     return context(request)
 
 
-def _audit_row(request: Request, who: Principal | None, action: str, **details: Any) -> dict[str, Any]:
-    """The entry's AUDIT_FIELDS columns (masked values only)."""
-    fields: list[str] | None = details.pop("fields", None)
+class AuditDetails(TypedDict, total=False):
+    """What a route says of the action it audits (masked values only)."""
+
+    target: str | None
+    fields: list[str] | None
+    view: str | None
+    reason: str | None
+    status: int | None
+    detail: str | None
+
+
+def _audit_row(request: Request, who: Principal | None, action: str, details: AuditDetails) -> dict[str, Any]:
+    """The entry's AUDIT_FIELDS columns."""
+    fields = details.get("fields")
     return audit_entry(
         action=action,
         user=who.name if who else None,
         key_id=who.key_id if who else "anonymous",
         role=who.role if who else None,
+        target=details.get("target"),
         fields=",".join(fields) if fields else None,
+        view=details.get("view"),
+        reason=details.get("reason"),
+        status=details.get("status"),
+        detail=details.get("detail"),
         request_id=str(getattr(request.state, "request_id", "")),
-        **details,
     )
 
 
@@ -137,33 +152,12 @@ def _audit_failed(ctx: ApiContext, exc: BaseException) -> ApiError:
 
 
 def audit(
-    ctx: ApiContext,
-    request: Request,
-    who: Principal | None,
-    action: str,
-    *,
-    target: str | None = None,
-    fields: list[str] | None = None,
-    view: str | None = None,
-    reason: str | None = None,
-    status: int | None = None,
-    detail: str | None = None,
+    ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Unpack[AuditDetails]
 ) -> int:
-    """Append an audit entry (masked values only) and wait until it is durable; a failed append fails
-    the request with 503. For sync handlers (threadpool); async ones use :func:`audit_async`."""
+    """Append an audit entry and wait until it is durable; a failed append fails the request with 503.
+    For sync handlers (threadpool); async ones use :func:`audit_async`."""
     try:
-        entry = _audit_row(
-            request,
-            who,
-            action,
-            target=target,
-            fields=fields,
-            view=view,
-            reason=reason,
-            status=status,
-            detail=detail,
-        )
-        seq = ctx.auditor.submit(entry).result(timeout=WAIT_SECONDS)
+        seq = ctx.auditor.submit(_audit_row(request, who, action, details)).result(timeout=WAIT_SECONDS)
     except Exception as exc:
         raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()
@@ -171,32 +165,11 @@ def audit(
 
 
 async def audit_async(
-    ctx: ApiContext,
-    request: Request,
-    who: Principal | None,
-    action: str,
-    *,
-    target: str | None = None,
-    fields: list[str] | None = None,
-    view: str | None = None,
-    reason: str | None = None,
-    status: int | None = None,
-    detail: str | None = None,
+    ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Unpack[AuditDetails]
 ) -> int:
     """:func:`audit` for async handlers: awaits the durable append without blocking the event loop."""
     try:
-        entry = _audit_row(
-            request,
-            who,
-            action,
-            target=target,
-            fields=fields,
-            view=view,
-            reason=reason,
-            status=status,
-            detail=detail,
-        )
-        seq = await ctx.auditor.append_async(entry)
+        seq = await ctx.auditor.append_async(_audit_row(request, who, action, details))
     except Exception as exc:
         raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()
