@@ -87,13 +87,18 @@ def _as_is(value: str | None) -> str:
     return value or ""
 
 
-#: Golden attribute -> masker; attributes not listed are shown as they are.
+#: Golden attribute -> masker for the CLI and the demo: every C2 golden field of the API's policy
+#: (``api/policy.yaml``, tested to agree); attributes not listed are shown as they are.
 GOLDEN_MASKS = {
     "name": mask_name,
     "name_alt": mask_name,
+    "name_pinyin": mask_name,
     "id_number": mask_id,
+    "birth_date": mask_date,
     "mobiles": mask_phone,
     "phones": mask_phone,
+    "emails": mask_email,
+    "addresses": mask_address,
     "bank_cards": mask_card,
 }
 
