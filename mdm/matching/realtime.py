@@ -4,10 +4,11 @@ An :class:`Index` is built once per data version and kept in memory: the matchin
 current record with the hubs and name frequencies a full run would compute, per blocking rule a
 sorted key column searched by bisection, and the current owner and golden attributes of every record
 and customer (caught up run by run, so a request reads no big table). A request standardizes its
-record exactly as a batch does (concurrent requests share one standardize call: its cost is per call,
-not per row), finds candidates through the same blocking rules, and scores them with the SQL Splink
-generates for the trained model (prepared once per thread), so batch and real time give a pair the
-same probability.
+record exactly as a batch does (requests waiting while every core standardizes share the next call:
+its cost is mostly per call, not per row), finds candidates through the same blocking rules, and scores
+them with the SQL Splink generates for the trained model (prepared once per pooled connection), so
+batch and real time give a pair the same probability. The index's data version is asked of the
+database only after a write in this process (the store's write counter).
 """
 
 from __future__ import annotations
