@@ -8,6 +8,7 @@ its admin and auditor endpoints instead (``POST /v1/admin/keys``, ``GET /v1/audi
 from __future__ import annotations
 
 import getpass
+import sys
 from typing import Annotated
 
 import typer
@@ -23,6 +24,9 @@ api_app.add_typer(apikey_app, name="apikey")
 api_app.add_typer(audit_app, name="audit")
 
 EXIT_BROKEN = 4
+#: The server's GIL switch interval (Python's default is 5 ms): a thread holding the GIL through a long C
+#: call (the audit loader's insert) makes a request's thread wait at most this long, not 5 ms.
+SWITCH_SECONDS = 0.001
 
 
 @apikey_app.command("create")
@@ -116,6 +120,7 @@ def serve(
         app = create_app(db, db_key())
     except MdmError as exc:
         fail(exc)
+    sys.setswitchinterval(SWITCH_SECONDS)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
 
 
