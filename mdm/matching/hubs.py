@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from mdm.standardize.vec import run
-
 #: Order-insensitive name identity used to count distinct holders of a value.
 NAME_KEY = pl.coalesce("name_pinyin_sorted", "name_simplified")
 
@@ -35,8 +33,9 @@ def hub_values(records: pl.DataFrame, column: str, min_names: int) -> pl.DataFra
 def split_list_hubs_plan(
     records: pl.LazyFrame, column: str, hubs: pl.DataFrame, rows_apart: bool = False
 ) -> pl.LazyFrame:
-    """:func:`split_list_hubs` as a lazy step (one collect for a whole chain of steps).
+    """Add `<column>_private` and `<column>_hub` lists (null when empty), split by hub membership.
 
+    Done by explode + join + group (no per-row broadcast of the hub list), so it stays linear at 1M rows.
     ``rows_apart`` (the frame's ``rid`` values are distinct and not null) with distinct hub values lets
     per-row list filters do the work: they keep the same values in the same order as explode + join + group.
     """
@@ -69,22 +68,9 @@ def split_list_hubs_plan(
     return records.join(split, on="rid", how="left", maintain_order="left")
 
 
-def split_list_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame) -> pl.DataFrame:
-    """Add `<column>_private` and `<column>_hub` lists (null when empty), split by hub membership.
-
-    Done by explode + join + group (no per-row broadcast of the hub list), so it stays linear at 1M rows.
-    """
-    return run(split_list_hubs_plan(records.lazy(), column, hubs))
-
-
 def flag_scalar_hubs_plan(records: pl.LazyFrame, column: str, hubs: pl.DataFrame, flag: str) -> pl.LazyFrame:
-    """:func:`flag_scalar_hubs` as a lazy step (one collect for a whole chain of steps)."""
+    """Add boolean `flag`: the record's `column` value is a hub (False when not, or when null)."""
     flags = hubs.lazy().select(pl.col("value").alias(column), pl.lit(True).alias(flag))
     return records.join(flags, on=column, how="left", maintain_order="left", nulls_equal=False).with_columns(
         pl.col(flag).fill_null(False)
     )
-
-
-def flag_scalar_hubs(records: pl.DataFrame, column: str, hubs: pl.DataFrame, flag: str) -> pl.DataFrame:
-    """Add boolean `flag`: the record's `column` value is a hub (False when not, or when null)."""
-    return run(flag_scalar_hubs_plan(records.lazy(), column, hubs, flag))

@@ -51,7 +51,6 @@ FORMATS: dict[str, str] = {
     "HK_MACAU_PERMIT": r"^[HM]\d{8}(?:\d{2})?$",
     "TAIWAN_PERMIT": r"^\d{8}$",
 }
-WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"
 ID_COLUMNS = ("id_type_std", "id_number_std", "id_valid", "id_birth_date", "id_sex")
 
@@ -81,12 +80,6 @@ def check_chars(bodies: pl.Series) -> pl.Series:
 def _body_15(number: pl.Expr) -> pl.Expr:
     """17-digit body of a first-generation 15-digit ID: ``19`` inserted before the year."""
     return number.str.slice(0, 6) + pl.lit("19") + number.str.slice(6)
-
-
-def upgrade_15(numbers: pl.Series) -> pl.Series:
-    """First-generation 15-digit IDs -> 18 digits: ``19`` before the year, check character appended."""
-    body = numbers.to_frame("_n").select(_body_15(pl.col("_n"))).to_series()
-    return (body + check_chars(body)).alias(numbers.name)
 
 
 def infer_type(number: pl.Expr) -> pl.Expr:

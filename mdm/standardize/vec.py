@@ -40,7 +40,8 @@ def add_columns(df: pl.DataFrame, columns: pl.DataFrame) -> pl.DataFrame:
 def per_element_plan(plan: pl.LazyFrame, column: str, fn: Callable[[pl.Expr], pl.Expr]) -> pl.LazyFrame:
     """Rows ``ROW`` (row number) and ``_v``: ``fn`` of each element of ``column``, nulls dropped, order kept.
 
-    Rows without values are absent (see :func:`per_element`).
+    Works on the exploded values (one flat column, regexes compiled once), which is much faster than
+    ``list.eval`` with regex-heavy expressions; rows without values are absent.
     """
     return (
         plan.select(pl.col(column))
@@ -56,17 +57,6 @@ def per_element_plan(plan: pl.LazyFrame, column: str, fn: Callable[[pl.Expr], pl
 def row_numbers(height: int) -> pl.LazyFrame:
     """One row per row number ``0 .. height - 1`` in column ``ROW`` (left side of regrouping joins)."""
     return pl.LazyFrame({ROW: pl.Series(ROW, np.arange(height, dtype=np.uint32))})
-
-
-def per_element(df: pl.DataFrame, column: str, fn: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
-    """``fn`` applied to every element of list column ``column``; nulls it yields are dropped, order kept.
-
-    Works on the exploded values (one flat column, regexes compiled once) and regroups by row, which
-    is much faster than ``list.eval`` with regex-heavy expressions. Rows without values get ``[]``.
-    """
-    grouped = per_element_plan(df.lazy(), column, fn)
-    out = run(row_numbers(df.height).join(grouped, on=ROW, how="left", maintain_order="left"))["_v"]
-    return out.fill_null(pl.lit([], dtype=out.dtype)).alias(column)
 
 
 @lru_cache(maxsize=8)
@@ -93,11 +83,6 @@ def digit_rows(values: pl.Series, width: int, pad: bool = False) -> tuple[np.nda
     raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(-1, width).astype(np.int64) - ord("0")
     ok: np.ndarray = np.all(raw <= 9, axis=1)
     return np.where(ok[:, None], raw, 0), ok
-
-
-def digit_matrix(values: pl.Series, width: int) -> np.ndarray:
-    """(n, width) int matrix of the digits of each value; values not exactly ``width`` digits give zeros."""
-    return digit_rows(values, width)[0]
 
 
 def flag_list(*flags: pl.Expr) -> pl.Expr:
