@@ -169,19 +169,10 @@ class AuditWriter:
             self._async_waiters.append(_AsyncWaiter(seq, loop, waiter))
         return await asyncio.wait_for(waiter, timeout=WAIT_SECONDS)
 
-    def append_future(self, **entry: Any) -> Future[int]:
-        """Append one entry given as ``Store.audit`` arguments (user, key_id, action, ...)."""
-        try:
-            built = audit_entry(**entry)
-        except Exception as exc:
-            failed: Future[int] = Future()
-            failed.set_exception(exc)
-            return failed
-        return self.submit(built)
-
     def append(self, **entry: Any) -> int:
-        """Append one entry and wait until it is durable; raises what the append or sync raised."""
-        return self.append_future(**entry).result(timeout=WAIT_SECONDS)
+        """Append one entry given as ``Store.audit`` arguments (user, key_id, action, ...) and wait until
+        it is durable; raises what the entry's check, the append or the sync raised."""
+        return self.submit(audit_entry(**entry)).result(timeout=WAIT_SECONDS)
 
     def flush(self) -> None:
         """Return once every entry written so far is in the audit_log table."""

@@ -13,8 +13,27 @@ import pytest
 from api import audit as audit_module
 from api.app import open_api_store
 from api.audit import AuditUnavailable, AuditWriter
+from api.deps import ApiStore
 from mdm.errors import MdmError
 from mdm.store.api_repo import HELD_SEQ, audit_entry
+
+
+def fail_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every later journal sync raises, as on a disk that went away."""
+
+    def broken(fd: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(audit_module.os, "fdatasync", broken)
+
+
+def served(db: Path) -> tuple[ApiStore, AuditWriter]:
+    """A store whose audit entries go through a writer (as in a server), with a table to write to."""
+    store = open_api_store(db)
+    writer = AuditWriter(store.thread_view)
+    store.install_audit_sink(writer)
+    store.con.execute("CREATE TABLE steward_work (n INTEGER)")
+    return store, writer
 
 
 @pytest.mark.parametrize("threads", [1, 8, 32])
@@ -105,11 +124,7 @@ def test_after_a_failed_sync_every_entry_fails(
     store = open_api_store(tmp_path / "f.duckdb")
     writer = AuditWriter(store.thread_view)
     assert writer.append(action="read", status=200) == 1
-
-    def broken(fd: int) -> None:
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(audit_module.os, "fdatasync", broken)
+    fail_syncs(monkeypatch)
     with pytest.raises(OSError, match="disk gone"):
         writer.append(action="read", status=200)
     monkeypatch.undo()
@@ -124,10 +139,7 @@ def test_after_a_failed_sync_every_entry_fails(
 
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 def test_entries_inside_a_transaction_land_only_when_it_commits(tmp_path: Path, outcome: str) -> None:
-    store = open_api_store(tmp_path / "t.duckdb")
-    writer = AuditWriter(store.thread_view)
-    store.install_audit_sink(writer)
-    store.con.execute("CREATE TABLE steward_work (n INTEGER)")
+    store, writer = served(tmp_path / "t.duckdb")
     expect = pytest.raises(RuntimeError) if outcome == "rollback" else nullcontext()
     with expect, store.transaction() as con:
         con.execute("INSERT INTO steward_work VALUES (1)")
@@ -146,15 +158,8 @@ def test_entries_inside_a_transaction_land_only_when_it_commits(tmp_path: Path, 
 def test_a_failed_audit_write_rolls_the_transaction_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: int
 ) -> None:
-    store = open_api_store(tmp_path / "u.duckdb")
-    writer = AuditWriter(store.thread_view)
-    store.install_audit_sink(writer)
-    store.con.execute("CREATE TABLE steward_work (n INTEGER)")
-
-    def broken(fd: int) -> None:
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(audit_module.os, "fdatasync", broken)
+    store, writer = served(tmp_path / "u.duckdb")
+    fail_syncs(monkeypatch)
     with pytest.raises(OSError, match="disk gone"), store.transaction() as con:
         con.execute("INSERT INTO steward_work VALUES (1)")
         for _ in range(entries):
