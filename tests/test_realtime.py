@@ -89,6 +89,30 @@ def test_same_pair_same_probability_as_batch(store: Store) -> None:
         assert scored["match_probability"] == pytest.approx(pair["match_probability"], abs=1e-12)
 
 
+def test_python_and_duckdb_scoring_agree_on_every_candidate(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = rt.index_for(store)
+    assert index.pair_scorer is not None, "the person model's statement should compile to Python"
+    compared = 0
+    for rid in index.frame["rid"].sample(60, seed=21).to_list():
+        row = index.frame.filter(pl.col("rid") == rid)
+        candidates = index.candidates(row, exclude=[rid])
+        if candidates.is_empty():
+            continue
+        in_python = rt.score(index, row, candidates)
+        with monkeypatch.context() as m:
+            m.setattr(rt, "MAX_PYTHON_PAIRS", 0)
+            in_duckdb = rt.score(index, row, candidates)
+        assert in_python.columns == in_duckdb.columns
+        assert in_python.select(pl.selectors.integer()).equals(in_duckdb.select(pl.selectors.integer()))
+        for column in in_python.select(pl.selectors.float()).columns:
+            gap = (in_python[column] - in_duckdb[column]).abs().max()
+            assert gap is not None and gap < 1e-9, column
+        compared += candidates.height
+    assert compared > 60
+
+
 def test_match_on_raw_fields_ranks_the_batch_customer_first(store: Store) -> None:
     xref = owners(store)
     rids = store.query("SELECT rid FROM current_records USING SAMPLE 40 ROWS (reservoir, 13)")[

@@ -6,8 +6,8 @@ sorted key column searched by bisection, and the current owner and golden attrib
 and customer (caught up run by run, so a request reads no big table). A request standardizes its
 record exactly as a batch does (requests waiting while every core standardizes share the next call:
 its cost is mostly per call, not per row), finds candidates through the same blocking rules, and scores
-them with the SQL Splink generates for the trained model (prepared once per pooled connection), so
-batch and real time give a pair the same probability. The index's data version is asked of the
+them with the SQL Splink generates for the trained model (compiled to Python for a request's few pairs,
+prepared in a pooled DuckDB connection for many), so batch and real time give a pair the same probability. The index's data version is asked of the
 database only after a write in this process (the store's write counter).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import logging
 import os
 import queue
 import threading
@@ -35,6 +36,7 @@ from mdm.errors import MdmError
 from mdm.matching.explain import level_labels
 from mdm.matching.features import base_frame, find_hubs, matching_frame
 from mdm.matching.predict import rule_keys, tidy_pairs
+from mdm.matching.rowscore import PairScorer, Unsupported, compile_scoring
 from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
 from mdm.store.api_repo import write_counter
@@ -43,10 +45,14 @@ if TYPE_CHECKING:
     from mdm.config import SourceConfig
     from mdm.store import Store
 
+log = logging.getLogger(__name__)
+
 RULESET = "person"
 QUERY_RID = -1
 KEY_SEPARATOR = "\x1f"
 MAX_CANDIDATES = 2000
+#: Up to this many pairs are scored by the statement compiled to Python (:mod:`rowscore`), more in DuckDB.
+MAX_PYTHON_PAIRS = 200
 _LEFT = "rt_left"
 _RIGHT = "rt_right"
 #: (last batch id, last run id, tombstones): moves whenever records, customers or erasures change.
@@ -308,6 +314,7 @@ class Index:
     labels: dict[str, dict[int, str]] = field(init=False)
     prepare_fields: Combiner[dict[str, Any], pl.DataFrame] = field(init=False)
     scorers: queue.SimpleQueue[_Scorer] = field(init=False)
+    pair_scorer: PairScorer | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.frame = self.frame.sort("rid")
@@ -316,6 +323,11 @@ class Index:
         self.labels = level_labels(self.model)
         self.prepare_fields = Combiner(self.prepare_records)
         self.scorers = queue.SimpleQueue()
+        try:
+            self.pair_scorer = compile_scoring(self.sql, _LEFT, _RIGHT)
+        except Unsupported as exc:
+            log.warning("real-time pairs are scored in DuckDB: %s", exc)
+            self.pair_scorer = None
 
     @property
     def ruleset(self) -> RuleSet:
@@ -551,11 +563,19 @@ def _new_scorer(index: Index) -> _Scorer:
 def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
     """Scored pairs of ``row`` against ``candidates``: rid_l, rid_r, weights, gamma_* and mw_* (as batch).
 
-    Scorers are pooled per index rather than kept per thread: a server's worker threads are many and
+    A request's few pairs go through Splink's statement compiled to Python (DuckDB's fixed cost per
+    statement is milliseconds); many pairs, or a statement the compiler refuses, go to DuckDB. DuckDB
+    scorers are pooled per index rather than kept per thread: a server's worker threads are many and
     take requests in turn, so per-thread statements would be prepared again and again.
     """
     if candidates.is_empty():
         return pl.DataFrame()
+    if index.pair_scorer is not None and candidates.height <= MAX_PYTHON_PAIRS:
+        left, columns = row.row(0, named=True), index.frame.columns
+        scored = [
+            index.pair_scorer(left, right) for right in candidates.select(columns).iter_rows(named=True)
+        ]
+        return tidy_pairs(pl.DataFrame(scored, infer_schema_length=None), index.model)
     try:
         scorer = index.scorers.get_nowait()
     except queue.Empty:
