@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 RULESET = "person"
 QUERY_RID = -1
 KEY_SEPARATOR = "\x1f"
+RULE_SEPARATOR = "\x1e"
 MAX_CANDIDATES = 2000
 #: Up to this many pairs are scored by the statement compiled to Python (:mod:`rowscore`), more in DuckDB.
 MAX_PYTHON_PAIRS = 200
@@ -106,6 +107,11 @@ def block_keys(frame: pl.DataFrame, rule: BlockingRule) -> pl.DataFrame:
     joined = pl.concat_str([pl.col(c).cast(pl.String) for c in rule.columns], separator=KEY_SEPARATOR)
     keys = rule_keys(frame, rule, "rid")
     return keys.select(joined.alias("key"), "rid").unique().sort("key", "rid")
+
+
+def rule_key(rule: int, key: str) -> str:
+    """A blocking key made unique across rules: the rule's number, a separator, the key."""
+    return f"{rule}{RULE_SEPARATOR}{key}"
 
 
 def row_keys(values: Mapping[str, Any], columns: list[str]) -> list[str]:
@@ -302,7 +308,7 @@ class Index:
     hubs: dict[str, pl.DataFrame]
     tf: dict[str, dict[str, float]]
     tf_unseen: dict[str, float]
-    blocks: list[tuple[pl.Series, np.ndarray]]
+    blocks: tuple[pl.Series, np.ndarray]
     stamp: Stamp
     sql: str
     owners: Owners
@@ -359,22 +365,24 @@ class Index:
         return [parts[(rid,)].with_columns(pl.lit(QUERY_RID, pl.Int64).alias("rid")) for rid in rids]
 
     def candidates(self, row: pl.DataFrame, exclude: Iterable[int] = ()) -> pl.DataFrame:
-        """Index rows sharing a blocking key with ``row`` (the rule set's blocking rules, exactly)."""
-        found: list[np.ndarray] = []
-        extra_hits: set[int] = set()
+        """Index rows sharing a blocking key with ``row`` (the rule set's blocking rules, exactly).
+
+        Every rule's keys sit in one sorted column, prefixed by the rule's number, so all of a record's
+        keys are looked up in one pair of searches."""
         values = row.row(0, named=True)
-        for rule, (keys, rids), table in zip(
-            self.ruleset.blocking, self.blocks, self.extra_keys, strict=True
-        ):
-            wanted = row_keys(values, rule.columns)
-            if not wanted:
-                continue
-            probe = pl.Series(wanted, dtype=pl.String)
-            lo = keys.search_sorted(probe, "left").to_numpy()
-            hi = keys.search_sorted(probe, "right").to_numpy()
-            found.extend(rids[a:b] for a, b in zip(lo, hi, strict=True) if b > a)
-            for key in wanted:
+        wanted = [
+            [rule_key(i, key) for key in row_keys(values, rule.columns)]
+            for i, rule in enumerate(self.ruleset.blocking)
+        ]
+        extra_hits: set[int] = set()
+        for mine, table in zip(wanted, self.extra_keys, strict=True):
+            for key in mine:
                 extra_hits |= table.get(key, set())
+        probe = pl.Series([key for mine in wanted for key in mine], dtype=pl.String)
+        keys, rids = self.blocks
+        lo = keys.search_sorted(probe, "left").to_numpy()
+        hi = keys.search_sorted(probe, "right").to_numpy()
+        found = [rids[a:b] for a, b in zip(lo, hi, strict=True) if b > a]
         skip = set(exclude)
         ids = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
         ids = np.setdiff1d(ids, np.fromiter(skip | self.replaced, dtype=np.int64))[:MAX_CANDIDATES]
@@ -397,12 +405,12 @@ class Index:
         rid = int(row["rid"][0])
         self.replaced.add(rid)
         old = self.extra.get(rid)
-        for rule, table in zip(self.ruleset.blocking, self.extra_keys, strict=True):
+        for i, (rule, table) in enumerate(zip(self.ruleset.blocking, self.extra_keys, strict=True)):
             if old is not None:
                 for key in row_keys(old.row(0, named=True), rule.columns):
-                    table.get(key, set()).discard(rid)
+                    table.get(rule_key(i, key), set()).discard(rid)
             for key in row_keys(row.row(0, named=True), rule.columns):
-                table.setdefault(key, set()).add(rid)
+                table.setdefault(rule_key(i, key), set()).add(rid)
         self.extra[rid] = row.select(self.frame.columns)
 
     def catch_up(self, store: Store) -> None:
@@ -414,12 +422,17 @@ class Index:
         self.stamp = stamp
 
 
-def _blocks(frame: pl.DataFrame, ruleset: RuleSet) -> list[tuple[pl.Series, np.ndarray]]:
-    out = []
-    for rule in ruleset.blocking:
-        keys = block_keys(frame, rule)
-        out.append((keys["key"], keys["rid"].to_numpy()))
-    return out
+def _blocks(frame: pl.DataFrame, ruleset: RuleSet) -> tuple[pl.Series, np.ndarray]:
+    """Every rule's :func:`block_keys` as one sorted key column (keys prefixed by :func:`rule_key`) and
+    the rids beside it."""
+    parts = [
+        block_keys(frame, rule).select(
+            (pl.lit(rule_key(i, "")) + pl.col("key")).alias("key"), pl.col("rid").cast(pl.Int64)
+        )
+        for i, rule in enumerate(ruleset.blocking)
+    ]
+    keys = pl.concat(parts).sort("key", "rid")
+    return keys["key"], keys["rid"].to_numpy()
 
 
 def _term_frequencies(frame: pl.DataFrame, column: str) -> tuple[dict[str, float], float]:

@@ -1,13 +1,16 @@
 """Standardization entry points: a raw canonical frame in, the same frame plus STANDARD_SCHEMA out.
 
-Each field family lives in its own module and adds its columns plus a ``_flag_*`` list; this module
-runs them, cross-checks the record's birth date and sex against its resident ID, and appends every
+Each field family lives in its own module and adds its columns plus a ``_flag_*`` list from raw columns
+only; this module runs them (on two threads for a real-time request's few rows), cross-checks the record's birth date and sex against its resident ID, and appends every
 flag to ``dq_flags``. ``standardize_one`` is the real-time path and runs the very same code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -55,18 +58,54 @@ def _cross() -> pl.Expr:
     return cross_check_flags().alias("_flag_cross")
 
 
+Family = Callable[[pl.DataFrame, "dt.date | None"], pl.DataFrame]
+
+#: The families in output order. Each reads raw columns only, so they may run in any order or at once.
+FAMILIES: tuple[Family, ...] = (
+    lambda df, _: standardize_names(df),
+    standardize_ids,
+    standardize_birth_date,
+    lambda df, _: standardize_sex(df),
+    lambda df, _: standardize_phones(df),
+    lambda df, _: standardize_emails(df),
+    lambda df, _: standardize_addresses(df),
+    lambda df, _: standardize_cards(df),
+)
+#: Frames up to this many rows (real-time requests) run the families on two threads: on a few rows
+#: polars' cost is per call and much of it is spent outside the GIL, so a request takes about a third
+#: less time. Bigger frames run one family at a time, each already using every core.
+PARALLEL_ROWS = 64
+#: Indexes into FAMILIES of the second thread's share, about half of the one-row cost.
+SECOND_THREAD = (2, 4, 6, 7)
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="standardize")
+
+
+def _run_families(df: pl.DataFrame, which: Sequence[int], today: dt.date | None) -> dict[int, pl.DataFrame]:
+    """The new columns of each of the ``which`` families, applied one after another to ``df``."""
+    out: dict[int, pl.DataFrame] = {}
+    for i in which:
+        known = set(df.columns)
+        df = FAMILIES[i](df, today)
+        out[i] = df.select([c for c in df.columns if c not in known])
+    return out
+
+
+def _families(df: pl.DataFrame, today: dt.date | None) -> pl.DataFrame:
+    """``df`` with every family's columns, in FAMILIES order whichever thread computed them."""
+    if df.height > PARALLEL_ROWS:
+        for family in FAMILIES:
+            df = family(df, today)
+        return df
+    second = _POOL.submit(_run_families, df, SECOND_THREAD, today)
+    first = _run_families(df, [i for i in range(len(FAMILIES)) if i not in SECOND_THREAD], today)
+    parts = first | second.result()
+    return df.hstack([column for i in range(len(FAMILIES)) for column in parts[i].get_columns()])
+
+
 def standardize(raw: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame:
     """The raw frame with every STANDARD_SCHEMA column added and ``dq_flags`` extended."""
     missing = [pl.lit(None, dtype=t).alias(c) for c, t in RAW_SCHEMA.items() if c not in raw.columns]
-    df = raw.with_columns(missing) if missing else raw
-    df = standardize_names(df)
-    df = standardize_ids(df, today)
-    df = standardize_birth_date(df, today)
-    df = standardize_sex(df)
-    df = standardize_phones(df)
-    df = standardize_emails(df)
-    df = standardize_addresses(df)
-    df = standardize_cards(df)
+    df = _families(raw.with_columns(missing) if missing else raw, today)
     flag_cols = [c for c in df.columns if c.startswith("_flag_") and c != "_flag_cross"]
     dtypes = dict(zip(df.columns, df.dtypes, strict=True))
     casts = tuple(c for c, t in STANDARD_SCHEMA.items() if dtypes.get(c) != t)
