@@ -345,11 +345,21 @@ def explain(
 def export_xref(
     out: Annotated[Path, typer.Option(help="CSV file: source,source_key,customer_id")],
     db: DbOption = DEFAULT_DB,
+    as_clusters: Annotated[
+        bool,
+        typer.Option(
+            "--as-clusters", help="name the ID column cluster_id, as ../shared/eval/score.py reads it"
+        ),
+    ] = False,
 ) -> None:
     """The current cross-reference of every current source record."""
     try:
         with open_store(db) as store:
-            frame = store.current_xref().select("source", "source_key", "customer_id")
+            frame = store.current_xref().select(
+                "source",
+                "source_key",
+                pl.col("customer_id").alias("cluster_id" if as_clusters else "customer_id"),
+            )
     except MdmError as exc:
         fail(exc)
     frame.write_csv(out)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
+from conftest import SampleRun, copy_store
 from typer.testing import CliRunner
 
 from mdm.cli import app
+from mdm.store import Store
 
 runner = CliRunner()
 
@@ -53,3 +56,23 @@ def test_wrong_key_is_a_clear_error(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["dq", "--db", str(db)], env={"MDM_DB_KEY": "wrong"})
     assert bad.exit_code == 1
     assert "wrong MDM_DB_KEY" in bad.output
+
+
+@pytest.mark.parametrize(("flags", "id_column"), [([], "customer_id"), (["--as-clusters"], "cluster_id")])
+def test_export_xref_writes_every_current_record(
+    sample_resolved: SampleRun, tmp_path: Path, flags: list[str], id_column: str
+) -> None:
+    db = copy_store(sample_resolved.db, tmp_path / "db")
+    out = tmp_path / "xref.csv"
+    result = runner.invoke(app, ["export", "xref", "--db", str(db), "--out", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    exported = pl.read_csv(out, infer_schema=False)
+    assert exported.columns == ["source", "source_key", id_column]
+    with Store(db) as store:
+        current = store.current_xref().select("source", "source_key", "customer_id")
+    assert exported.height == current.height > 0
+    assert (
+        exported.rename({id_column: "customer_id"})
+        .sort("source", "source_key")
+        .equals(current.sort("source", "source_key"))
+    )
