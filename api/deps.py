@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
@@ -162,6 +163,28 @@ def audit(
         raise _audit_failed(ctx, exc) from None
     ctx.metrics.audit_entries.inc()
     return seq
+
+
+@contextmanager
+def audited_read(
+    ctx: ApiContext, request: Request, who: Principal | None, action: str, **details: Unpack[AuditDetails]
+) -> Iterator[None]:
+    """:func:`audit` for a read-only sync handler, overlapped with its work: the entry is appended on
+    entry and awaited on exit, so the block runs while the journal syncs and its answer leaves only once
+    the entry is durable. A failed append fails the request with 503 and the computed answer is dropped.
+    Not for writes: a write must not happen before its entry is durable."""
+    try:
+        pending = ctx.auditor.submit(_audit_row(request, who, action, details))
+    except Exception as exc:
+        raise _audit_failed(ctx, exc) from None
+    try:
+        yield
+    finally:
+        try:
+            pending.result(timeout=WAIT_SECONDS)
+        except Exception as exc:
+            raise _audit_failed(ctx, exc) from None
+        ctx.metrics.audit_entries.inc()
 
 
 async def audit_async(

@@ -24,6 +24,7 @@ from api.audit import AuditWriter
 from api.cache import successors
 from api.deps import ApiContext
 from mdm.errors import MdmError
+from mdm.store import Store
 from mdm.store.api_repo import write_counter
 
 
@@ -190,20 +191,41 @@ def ctx_of_app(app: Any) -> ApiContext:
     return ctx
 
 
-@pytest.mark.parametrize("url", ["/v1/customers/{c}", "/v1/customers/{c}?unmask=true&reason=x"])
+@pytest.mark.parametrize(
+    ("url", "who"),
+    [
+        ("/v1/customers/{c}", "ana"),
+        ("/v1/customers/{c}?unmask=true&reason=x", "ana"),
+        ("/v1/match", "sys"),
+    ],
+)
 def test_a_failed_journal_sync_fails_the_read(
-    sample: Sample, monkeypatch: pytest.MonkeyPatch, url: str
+    sample: Sample, monkeypatch: pytest.MonkeyPatch, url: str, who: str
 ) -> None:
     def broken(fd: int) -> None:
         raise OSError("disk gone")
 
     customer = sample.picks.id_customers[0]
+    headers = {"Authorization": f"Bearer {sample.tokens[who]}"}
+    with Store(sample.db) as store:
+        record = store.query(
+            "SELECT name, id_number FROM current_records WHERE id_number IS NOT NULL LIMIT 1"
+        )
+    body = {"fields": record.row(0, named=True)}
     with TestClient(create_app(sample.db)) as client:
+        if url == "/v1/match":
+            assert client.post(url, json=body, headers=headers).json()["candidates"], (
+                "the match finds someone"
+            )
         monkeypatch.setattr(audit_module.os, "fdatasync", broken)
-        first = get(client, sample, url.format(c=customer), who="ana")
+        if url == "/v1/match":
+            first = client.post(url, json=body, headers=headers)
+        else:
+            first = client.get(url.format(c=customer), headers=headers)
         monkeypatch.undo()
         later = get(client, sample, f"/v1/customers/{customer}")
     assert first.status_code == 503 and first.json()["error"]["code"] == "audit_unavailable"
+    assert "candidates" not in first.json()
     assert later.status_code == 503
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from api.auth import Principal
-from api.deps import ApiContext, audit, context, require
+from api.deps import ApiContext, audit, audited_read, context, require
 from api.errors import ApiError
 from api.models import Candidate, MatchIn, MatchOut, RecordIn, RecordOut
 from api.policy import golden_view
@@ -46,8 +46,8 @@ def match(
 ) -> MatchOut:
     """Candidates with match probability and per-comparison explanation, best first (C2 masked by role)."""
     fields = body.fields.model_dump(exclude_none=True)
-    audit(ctx, request, who, "match", fields=sorted(fields), view="masked", status=None)
-    with domain_errors():
+    entry = audited_read(ctx, request, who, "match", fields=sorted(fields), view="masked", status=None)
+    with entry, domain_errors():
         found: list[dict[str, Any]] = match_one(ctx.view(), fields, body.limit)
     candidates = [
         Candidate(**{**c, "attributes": golden_view(ctx.policy, who.role, c.get("attributes") or {})[0]})
