@@ -6,7 +6,8 @@ An entry is chained (``chain_rows``) and appended to the journal segment
 hash chain linear: microseconds, and no hand-off to another thread. One sync thread then ``fdatasync``s
 whatever was appended since its last sync and answers every entry that sync covered at once (a
 concurrent future per waiting thread, one wake-up per event loop for async callers). A loader thread
-copies synced rows into the ``audit_log`` table a few times a second (``flush`` waits for it;
+copies synced rows into the ``audit_log`` table a few times a second, handing DuckDB the journal lines
+themselves to parse (no per-row Python work, the GIL free for request threads; ``flush`` waits for it;
 ``verify_audit`` and ``audit_entries`` flush first) and deletes segments once they are in the table. A
 server stopped before loading leaves the journal behind; the next start (or the next direct
 ``Store.audit``) replays it.
@@ -81,10 +82,10 @@ class AuditWriter:
         self._threads: list[threading.Thread] = []
         self._waiters: list[tuple[int, Future[int]]] = []
         self._async_waiters: list[_AsyncWaiter] = []
-        self._unsynced: list[list[Any]] = []
-        self._rows: list[list[Any]] = []
+        self._unsynced: list[bytes] = []
+        self._pending: list[bytes] = []
         self._retired: list[Segment] = []
-        self._seq = self._written_seq = self._synced_seq = self._loaded_seq = 0
+        self._seq = self._written_seq = self._synced_seq = self._loaded_seq = self._pending_seq = 0
 
     # ----- public ---------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class AuditWriter:
             view.install_audit_sink(None)
             view.replay_audit_journal()
             self._seq, self._prev = view.audit_tail()
-            self._written_seq = self._synced_seq = self._loaded_seq = self._seq
+            self._written_seq = self._synced_seq = self._loaded_seq = self._pending_seq = self._seq
             self._key = view.api_secret("audit")
             self._folder = view.audit_journal_dir()
             self._folder.mkdir(mode=0o700, exist_ok=True)
@@ -135,7 +136,7 @@ class AuditWriter:
             self._seq, self._prev = int(rows[0][0]), str(rows[0][-1])
             segment.size += len(line)
             segment.last_seq = self._written_seq = self._seq
-            self._unsynced.append(rows[0])
+            self._unsynced.append(line)
             self._wake.notify()
             return self._seq
 
@@ -245,19 +246,19 @@ class AuditWriter:
             self._synced(target, segment if rotate else None)
 
     def _synced(self, target: int, retired: Segment | None) -> None:
-        """Everything up to ``target`` is durable: hand its rows to the loader and answer its callers."""
+        """Everything up to ``target`` is durable: hand its journal lines to the loader and answer its
+        callers. ``_unsynced`` holds the lines of entries ``_synced_seq + 1 ..`` in order, one per seq."""
         with self._lock:
+            cut = target - self._synced_seq
+            lines, self._unsynced = self._unsynced[:cut], self._unsynced[cut:]
             self._synced_seq = target
             ready = [w for w in self._waiters if w[0] <= target]
             self._waiters = [w for w in self._waiters if w[0] > target]
             woken = [w for w in self._async_waiters if w.seq <= target]
             self._async_waiters = [w for w in self._async_waiters if w.seq > target]
-            cut = next(
-                (i for i, row in enumerate(self._unsynced) if int(row[0]) > target), len(self._unsynced)
-            )
-            rows, self._unsynced = self._unsynced[:cut], self._unsynced[cut:]
         with self._loaded:
-            self._rows.extend(rows)
+            self._pending.extend(lines)
+            self._pending_seq = target
             if retired is not None:
                 self._retired.append(retired)
             if self._flushing:
@@ -280,29 +281,31 @@ class AuditWriter:
     # ----- load thread ----------------------------------------------------------------
 
     def _load_loop(self, view: ApiRepo) -> None:
+        """Every LOAD_SECONDS (or at once for a waiting flush) insert the synced lines, in seq order, as
+        one batch; a failed batch goes back to the front and is tried again."""
         while True:
             with self._loaded:
                 self._loaded.wait(timeout=LOAD_SECONDS)
-                rows, self._rows = self._rows, []
+                lines, self._pending = self._pending, []
+                last = self._pending_seq
                 stopping = not self._threads[0].is_alive()
-            if rows:
+            if lines:
                 try:
-                    view.insert_audit_rows(rows)
+                    view.insert_audit_rows(lines)
                 except Exception as exc:
                     log.error(
                         "audit rows not loaded into the table (kept in the journal): %s", type(exc).__name__
                     )
                     with self._loaded:
-                        self._rows[:0] = rows
+                        self._pending[:0] = lines
                     if stopping or isinstance(exc, duckdb.ConnectionException):
                         return
                     continue
-            if rows:
-                self._loaded_seq = int(rows[-1][0])
+                self._loaded_seq = last
             self._drop_loaded_segments()
             with self._loaded:
                 self._loaded.notify_all()
-            if stopping and not self._rows:
+            if stopping and not self._pending:
                 return
 
     def _drop_loaded_segments(self) -> None:

@@ -4,6 +4,7 @@ verifies, and a bad entry fails only its own request."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -166,4 +167,36 @@ def test_a_failed_audit_write_rolls_the_transaction_back(
             store.audit(action="steward.split", user="sam", status=None)
     assert store.query("SELECT count(*) AS n FROM steward_work")["n"].item() == 0
     writer.close()
+    store.close()
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+def test_a_failed_load_keeps_its_lines_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    store = open_api_store(tmp_path / "l.duckdb")
+    writer = AuditWriter(store.thread_view)
+    writer.start()
+    real = ApiStore.insert_audit_rows
+    batches: list[int] = []
+
+    def flaky(self: ApiStore, lines: Sequence[bytes]) -> None:
+        batches.append(len(lines))
+        if len(batches) <= failures:
+            raise OSError("database busy")
+        real(self, lines)
+
+    monkeypatch.setattr(ApiStore, "insert_audit_rows", flaky)
+    first = [writer.append(action="read", target=f"a{i}", status=200) for i in range(5)]
+    while len(batches) < failures:
+        writer.append(action="read", target="more", status=200)
+    writer.flush()
+    monkeypatch.undo()
+    writer.close()
+    targets = store.query("SELECT seq, target FROM audit_log ORDER BY seq")
+    assert first == list(range(1, 6))
+    assert targets["seq"].to_list() == list(range(1, targets.height + 1))
+    assert targets["target"].to_list()[:5] == [f"a{i}" for i in range(5)]
+    assert store.verify_audit()["first_broken"] is None
+    assert not any(store.audit_journal_dir().glob("*.jsonl"))
     store.close()

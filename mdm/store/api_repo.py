@@ -116,13 +116,19 @@ def index_digest(key: bytes, kind: str, value: str) -> str:
 
 
 _ENV = {"audit": "MDM_AUDIT_KEY", "index": "MDM_INDEX_KEY", "pepper": "MDM_APIKEY_PEPPER"}
-_AUDIT_SCHEMA: dict[str, Any] = {
-    "seq": pl.Int64,
-    "logged_at": pl.Datetime("us", "UTC"),
-    **dict.fromkeys(AUDIT_FIELDS, pl.String),
-    "prev_hash": pl.String,
-    "hash": pl.String,
-}
+#: Inserts a batch of journal lines (a JSON array of them, parameter ``$lines``) into ``audit_log``:
+#: DuckDB parses the JSON, so a load does no per-row Python work and runs without the GIL.
+_LOAD_SQL = (
+    f"INSERT INTO audit_log (seq, logged_at, {', '.join(AUDIT_FIELDS)}, prev_hash, hash) "
+    "SELECT r[1]::BIGINT, to_timestamp(0) + to_microseconds(r[2]::BIGINT), "
+    + ", ".join(
+        f"r[{i}]::INTEGER" if c == "status" else f"r[{i}]" for i, c in enumerate(AUDIT_FIELDS, start=3)
+    )
+    + f", r[{len(AUDIT_FIELDS) + 3}], r[{len(AUDIT_FIELDS) + 4}] "
+    """FROM (SELECT from_json(j, '["VARCHAR"]') AS r FROM (SELECT unnest($lines::JSON::JSON[]) AS j))"""
+)
+#: Elements of one journal line: seq, epoch microseconds, AUDIT_FIELDS, prev_hash, hash.
+_LINE_WIDTH = len(AUDIT_FIELDS) + 4
 JOURNAL_SUFFIX = ".audit-journal"
 #: Longest wait for an audit sink to make an entry durable.
 SINK_WAIT_SECONDS = 10.0
@@ -181,8 +187,9 @@ def audit_entry(
     detail: str | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """One audit entry as its AUDIT_FIELDS columns; a status that is not an int raises MdmError."""
-    if status is not None and not isinstance(status, int):
+    """One audit entry as its AUDIT_FIELDS columns; a status that is not an int (a bool is not) raises
+    MdmError."""
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
         raise MdmError("audit status must be an HTTP status code")
     return {
         "request_id": request_id,
@@ -222,21 +229,30 @@ def chain_rows(
 
 
 def journal_line(row: Sequence[Any]) -> bytes:
-    """One audit row as a journal line (JSON array; the time as epoch microseconds)."""
+    """One audit row as a journal line (JSON array; the time as epoch microseconds).
+
+    Field values other than status are written as the text the chain hash covers (``str``), so the
+    table holds exactly what was hashed whatever type a caller passed."""
     micros = (row[1] - EPOCH) // timedelta(microseconds=1)
-    return (json.dumps([row[0], micros, *row[2:]], ensure_ascii=False) + "\n").encode()
+    fields = [
+        v if v is None or isinstance(v, str) or c == "status" else str(v)
+        for c, v in zip(AUDIT_FIELDS, row[2:-2], strict=True)
+    ]
+    return (json.dumps([row[0], micros, *fields, *row[-2:]], ensure_ascii=False) + "\n").encode()
 
 
-def journal_rows(data: bytes) -> list[list[Any]]:
-    """The audit rows of a journal file; a torn last line (a crash mid-append) is skipped."""
-    rows: list[list[Any]] = []
-    for line in data.split(b"\n"):
+def journal_entries(data: bytes) -> list[tuple[int, str, bytes]]:
+    """(seq, prev_hash, line) of each complete entry of a journal file, lines as in the file; a torn last
+    line (a crash mid-append) is skipped."""
+    entries: list[tuple[int, str, bytes]] = []
+    for line in data.splitlines(keepends=True):
         try:
             item = json.loads(line)
         except ValueError:
             continue
-        rows.append([item[0], EPOCH + timedelta(microseconds=item[1]), *item[2:]])
-    return rows
+        if isinstance(item, list) and len(item) == _LINE_WIDTH:
+            entries.append((int(item[0]), str(item[-2]), line))
+    return entries
 
 
 class ApiRepo(StoreBase):
@@ -435,7 +451,7 @@ class ApiRepo(StoreBase):
         with self.transaction():
             seq, prev = self.audit_tail()
             rows = chain_rows(entries, seq, prev, key, datetime.now(UTC))
-            self.insert_audit_rows(rows)
+            self.insert_audit_rows([journal_line(row) for row in rows])
         return [int(r[0]) for r in rows]
 
     def _send_to_sink(self, entries: Sequence[dict[str, Any]]) -> list[int]:
@@ -450,22 +466,16 @@ class ApiRepo(StoreBase):
         tail = self.con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         return (int(tail[0]), str(tail[1])) if tail else (0, GENESIS)
 
-    def insert_audit_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert chained audit rows (from :func:`chain_rows`) in one quiet transaction."""
-        if not rows:
+    def insert_audit_rows(self, lines: Sequence[bytes]) -> None:
+        """Insert chained audit rows, given as journal lines (:func:`journal_line`), in one quiet transaction.
+
+        DuckDB parses the lines: no per-row Python work, and the GIL is free while the insert runs (the
+        serving process loads a batch a few times a second next to its request threads)."""
+        if not lines:
             return
-        frame = pl.DataFrame(rows, schema=_AUDIT_SCHEMA, orient="row", strict=False).with_columns(
-            pl.col("status").cast(pl.Int32)
-        )
+        batch = "[" + b",".join(lines).decode() + "]"
         with self.quiet_writes(), self.transaction() as con:
-            con.register("audit_new", frame.to_arrow())
-            try:
-                con.execute(
-                    f"INSERT INTO audit_log (seq, logged_at, {', '.join(AUDIT_FIELDS)}, prev_hash, hash) "
-                    f"SELECT seq, logged_at, {', '.join(AUDIT_FIELDS)}, prev_hash, hash FROM audit_new"
-                )
-            finally:
-                con.unregister("audit_new")
+            con.execute(_LOAD_SQL, {"lines": batch})
 
     def audit_journal_dir(self) -> Path:
         """The folder of the serving process's audit journal (``<db>.audit-journal``)."""
@@ -479,14 +489,13 @@ class ApiRepo(StoreBase):
         if not segments:
             return 0
         last, tail_hash = self.audit_tail()
-        rows = [r for seg in segments for r in journal_rows(seg.read_bytes()) if int(r[0]) > last]
-        rows.sort(key=lambda r: int(r[0]))
-        if rows and (int(rows[0][0]) != last + 1 or rows[0][-2] != tail_hash):
+        entries = sorted(e for seg in segments for e in journal_entries(seg.read_bytes()) if e[0] > last)
+        if entries and (entries[0][0] != last + 1 or entries[0][1] != tail_hash):
             raise MdmError(f"the audit journal in {folder} does not continue the audit log; not replayed")
-        self.insert_audit_rows(rows)
+        self.insert_audit_rows([line for _, _, line in entries])
         for seg in segments:
             seg.unlink()
-        return len(rows)
+        return len(entries)
 
     def audit_entries(self, after: int = 0, limit: int = 100) -> pl.DataFrame:
         """Audit entries with ``seq > after``, oldest first, at most ``limit``."""
