@@ -361,6 +361,8 @@ class Index:
         rids = [QUERY_RID - i for i in range(len(records))]
         raw = pl.DataFrame(records, schema=RAW_SCHEMA)
         rows = self.prepare(_standardize(raw).with_columns(pl.Series("rid", rids, dtype=pl.Int64)))
+        if len(records) == 1:
+            return [rows]
         parts = rows.partition_by("rid", as_dict=True, maintain_order=True)
         return [parts[(rid,)].with_columns(pl.lit(QUERY_RID, pl.Int64).alias("rid")) for rid in rids]
 

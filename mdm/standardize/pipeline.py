@@ -45,10 +45,10 @@ def cross_check_flags() -> pl.Expr:
 
 
 @lru_cache(maxsize=16)
-def _finish(flag_cols: tuple[str, ...], casts: tuple[str, ...]) -> list[pl.Expr]:
+def _finish(flag_cols: tuple[str, ...], casts: tuple[str, ...], small: bool) -> list[pl.Expr]:
     """``dq_flags`` merged with these flag columns, and the ``casts`` columns cast to their STANDARD_SCHEMA type."""
     return [
-        merge_flag_lists(FLAGS, *flag_cols).alias(FLAGS),
+        merge_flag_lists(FLAGS, *flag_cols, small=small).alias(FLAGS),
         *(pl.col(c).cast(STANDARD_SCHEMA[c]) for c in casts),
     ]
 
@@ -73,10 +73,12 @@ FAMILIES: tuple[Family, ...] = (
 )
 #: Frames up to this many rows (real-time requests) run the families on two threads: on a few rows
 #: polars' cost is per call and much of it is spent outside the GIL, so a request takes about a third
-#: less time. Bigger frames run one family at a time, each already using every core.
+#: less time. Bigger frames run one family at a time, each already using every core. The same bound
+#: picks the small-frame way of merging flag lists.
 PARALLEL_ROWS = 64
-#: Indexes into FAMILIES of the second thread's share, about half of the one-row cost.
-SECOND_THREAD = (2, 4, 6, 7)
+#: Indexes into FAMILIES of the second thread's share (names, birth date, address, cards): about half
+#: of the one-row cost.
+SECOND_THREAD = (0, 2, 6, 7)
 _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="standardize")
 
 
@@ -109,7 +111,8 @@ def standardize(raw: pl.DataFrame, today: dt.date | None = None) -> pl.DataFrame
     flag_cols = [c for c in df.columns if c.startswith("_flag_") and c != "_flag_cross"]
     dtypes = dict(zip(df.columns, df.dtypes, strict=True))
     casts = tuple(c for c, t in STANDARD_SCHEMA.items() if dtypes.get(c) != t)
-    plan = df.lazy().with_columns(_cross()).with_columns(_finish((*flag_cols, "_flag_cross"), casts))
+    finish = _finish((*flag_cols, "_flag_cross"), casts, df.height <= PARALLEL_ROWS)
+    plan = df.lazy().with_columns(_cross()).with_columns(finish)
     return run(plan.select(*[c for c in raw.columns if c not in STANDARD_SCHEMA], *STANDARD_SCHEMA))
 
 

@@ -94,7 +94,16 @@ def flag_list(*flags: pl.Expr) -> pl.Expr:
     return pl.when(joined != "").then(joined.str.split("|")).otherwise(EMPTY_STRINGS)
 
 
-def merge_flag_lists(*columns: str) -> pl.Expr:
-    """Several List[String] flag columns merged into one list, duplicates removed, order kept."""
+def merge_flag_lists(*columns: str, small: bool = False) -> pl.Expr:
+    """Several List[String] flag columns merged into one list, duplicates removed, order kept (a null
+    column counts as empty).
+
+    Through one joined string by default (the faster way at 1M rows); for a ``small`` frame the lists
+    are concatenated directly, a quarter of the cost on one row. Both give the same lists.
+    """
+    if small:
+        return pl.concat_list([pl.col(c).fill_null(EMPTY_STRINGS) for c in columns]).list.unique(
+            maintain_order=True
+        )
     parts = [pl.when(pl.col(c).list.len() > 0).then(pl.col(c).list.join("|")) for c in columns]
     return flag_list(*parts).list.unique(maintain_order=True)
