@@ -94,8 +94,12 @@ def test_python_and_duckdb_scoring_agree_on_every_candidate(
 ) -> None:
     index = rt.index_for(store)
     assert index.pair_scorer is not None, "the person model's statement should compile to Python"
-    compared = 0
-    for rid in index.frame["rid"].sample(60, seed=21).to_list():
+    capped = store.query(
+        "SELECT DISTINCT rid_l FROM match_pairs WHERE abs(match_probability - ?) < 1e-9 ORDER BY rid_l LIMIT 20",
+        [max(g.max_probability for g in index.ruleset.guards)],
+    )["rid_l"].to_list()
+    compared = guarded = 0
+    for rid in [*index.frame["rid"].sample(60, seed=21).to_list(), *capped]:
         row = index.frame.filter(pl.col("rid") == rid)
         candidates = index.candidates(row, exclude=[rid])
         if candidates.is_empty():
@@ -110,7 +114,9 @@ def test_python_and_duckdb_scoring_agree_on_every_candidate(
             gap = (in_python[column] - in_duckdb[column]).abs().max()
             assert gap is not None and gap < 1e-9, column
         compared += candidates.height
+        guarded += int((in_duckdb["mw_guard"] < 0).sum())
     assert compared > 60
+    assert guarded > 0, "no guard held for any compared pair: the guard path went untested"
 
 
 def test_match_on_raw_fields_ranks_the_batch_customer_first(store: Store) -> None:

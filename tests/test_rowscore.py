@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdm.matching.rowscore import Unsupported, compile_scoring
+from mdm.matching.rowscore import Unsupported, compile_condition, compile_scoring
 
 TEXT = st.one_of(st.none(), st.text(alphabet="abc张伟偉李 -0189", max_size=8))
 WORDS = st.one_of(st.none(), st.lists(st.one_of(st.none(), st.sampled_from(["1", "2", "3"])), max_size=3))
@@ -38,7 +38,7 @@ SCHEMA = pa.schema(
 
 #: Every construct Splink's comparison and prediction SQL uses, over two joined rows and two steps.
 STATEMENT = """
-SELECT rid_l, g, w, p, jw, lev, dl, sub, n FROM (WITH
+SELECT rid_l, g, w, p, jw, lev, dl, sub, n, g_in, g_in_null FROM (WITH
 joined AS (
     SELECT l.name AS name_l, r.name AS name_r, l.dob AS dob_l, r.dob AS dob_r, l.ok AS ok_l, r.ok AS ok_r,
     l.tf AS tf_l, r.tf AS tf_r, l.tags AS tags_l, r.tags AS tags_r, 7 AS rid_l
@@ -64,7 +64,8 @@ SELECT rid_l, g,
         ELSE POWER(cast(2 as float8), g - 1.5) / (1.0 + POWER(cast(2 as float8), (g - 1.5))) END AS p,
     jaro_winkler_similarity(name_l, name_r) AS jw, levenshtein(name_l, name_r) AS lev,
     damerau_levenshtein(name_l, name_r) AS dl, substr(dob_l, 6, 2) AS sub,
-    array_length(list_intersect(tags_l, tags_r)) AS n
+    array_length(list_intersect(tags_l, tags_r)) AS n,
+    g IN (1, 4) AND NOT (g IN (-1)) AS g_in, CASE WHEN name_l IS NULL THEN NULL ELSE g END IN (2, NULL) AS g_in_null
 FROM levels)
 """
 
@@ -110,6 +111,27 @@ def test_string_distances_count_utf8_bytes_as_duckdb_does(a: str, b: str) -> Non
     (expected,) = duckdb_rows(STATEMENT, left, right)
     got = SCORER(left, right)
     assert (got["jw"], got["lev"], got["dl"]) == (expected["jw"], expected["lev"], expected["dl"])
+
+
+@pytest.mark.parametrize(
+    ("condition", "row", "expected"),
+    [
+        ("gamma_name IN (0, 1) AND NOT (gamma_id IN (4) OR gamma_card IN (1))", {"gamma_name": 1}, True),
+        ("gamma_name IN (0, 1) AND NOT (gamma_id IN (4) OR gamma_card IN (1))", {"gamma_id": 4}, False),
+        ("gamma_name IN (0, 1)", {"gamma_name": None}, None),
+        ("gamma_name IN (0, NULL)", {"gamma_name": 3}, None),
+        ("gamma_name IN (0, NULL)", {"gamma_name": 0}, True),
+    ],
+)
+def test_conditions_follow_sql(condition: str, row: dict[str, Any], expected: bool | None) -> None:
+    values = {"gamma_name": 0, "gamma_id": 0, "gamma_card": 0, **row}
+    con = duckdb.connect()
+    columns = ", ".join(f"?::INTEGER AS {k}" for k in values)
+    (in_duckdb,) = con.execute(
+        f"SELECT {condition} FROM (SELECT {columns})", list(values.values())
+    ).fetchone() or ("no row",)
+    assert compile_condition(condition)(values) is expected
+    assert in_duckdb is expected
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import gc
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -31,12 +32,13 @@ import pyarrow as pa
 from splink.internals import realtime as splink_realtime
 
 from matching_rules import RuleSet
+from matching_rules.compile import guard_sql
 from matching_rules.models import BlockingRule
 from mdm.errors import MdmError
 from mdm.matching.explain import level_labels
 from mdm.matching.features import base_frame, find_hubs, matching_frame
 from mdm.matching.predict import rule_keys, tidy_pairs
-from mdm.matching.rowscore import PairScorer, Unsupported, compile_scoring
+from mdm.matching.rowscore import PairScorer, Unsupported, compile_condition, compile_scoring
 from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
 from mdm.store.api_repo import write_counter
@@ -321,6 +323,7 @@ class Index:
     prepare_fields: Combiner[dict[str, Any], pl.DataFrame] = field(init=False)
     scorers: queue.SimpleQueue[_Scorer] = field(init=False)
     pair_scorer: PairScorer | None = field(init=False)
+    guard_tests: list[Callable[[Mapping[str, Any]], Any]] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.frame = self.frame.sort("rid")
@@ -331,9 +334,10 @@ class Index:
         self.scorers = queue.SimpleQueue()
         try:
             self.pair_scorer = compile_scoring(self.sql, _LEFT, _RIGHT)
+            self.guard_tests = [compile_condition(guard_sql(self.ruleset, g)) for g in self.ruleset.guards]
         except Unsupported as exc:
             log.warning("real-time pairs are scored in DuckDB: %s", exc)
-            self.pair_scorer = None
+            self.pair_scorer, self.guard_tests = None, None
 
     @property
     def ruleset(self) -> RuleSet:
@@ -575,22 +579,26 @@ def _new_scorer(index: Index) -> _Scorer:
     return scorer
 
 
-def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
-    """Scored pairs of ``row`` against ``candidates``: rid_l, rid_r, weights, gamma_* and mw_* (as batch).
+def score_rows(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> list[dict[str, Any]]:
+    """Scored pairs of ``row`` against ``candidates`` as :func:`tidy_pairs` rows (rid_l < rid_r, weights,
+    gamma_* and mw_* as batch), in pair order.
 
-    A request's few pairs go through Splink's statement compiled to Python (DuckDB's fixed cost per
-    statement is milliseconds); many pairs, or a statement the compiler refuses, go to DuckDB. DuckDB
-    scorers are pooled per index rather than kept per thread: a server's worker threads are many and
-    take requests in turn, so per-thread statements would be prepared again and again.
+    A request's few pairs go through Splink's statement compiled to Python and are tidied as Python
+    rows (DuckDB's fixed cost per statement, and polars' per call, are milliseconds); many pairs, or a
+    statement the compiler refuses, go to DuckDB and polars. DuckDB scorers are pooled per index rather
+    than kept per thread: a server's worker threads are many and take requests in turn, so per-thread
+    statements would be prepared again and again.
     """
     if candidates.is_empty():
-        return pl.DataFrame()
-    if index.pair_scorer is not None and candidates.height <= MAX_PYTHON_PAIRS:
+        return []
+    if (
+        index.pair_scorer is not None
+        and index.guard_tests is not None
+        and candidates.height <= MAX_PYTHON_PAIRS
+    ):
         left, columns = row.row(0, named=True), index.frame.columns
-        scored = [
-            index.pair_scorer(left, right) for right in candidates.select(columns).iter_rows(named=True)
-        ]
-        return tidy_pairs(pl.DataFrame(scored, infer_schema_length=None), index.model)
+        right_rows = candidates.select(columns).iter_rows(named=True)
+        return _tidy_rows(index, [index.pair_scorer(left, right) for right in right_rows])
     try:
         scorer = index.scorers.get_nowait()
     except queue.Empty:
@@ -602,7 +610,44 @@ def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataF
         raw = scorer.con.execute("EXECUTE score").pl()
     finally:
         index.scorers.put(scorer)
-    return tidy_pairs(raw, index.model)
+    return tidy_pairs(raw, index.model).to_dicts()
+
+
+def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+    """:func:`score_rows` as a frame (empty without candidates)."""
+    return pl.DataFrame(score_rows(index, row, candidates), infer_schema_length=None)
+
+
+def _tidy_rows(index: Index, scored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`tidy_pairs` (guards included) of the compiled statement's output rows, as Python rows."""
+    names = [c.name for c in index.ruleset.comparisons]
+    guards = index.ruleset.guards
+    out = []
+    for pair in scored:
+        lo, hi = sorted((int(pair["rid_l"]), int(pair["rid_r"])))
+        tidy: dict[str, Any] = {
+            "rid_l": lo,
+            "rid_r": hi,
+            "match_weight": float(pair["match_weight"]),
+            "match_probability": float(pair["match_probability"]),
+        }
+        tidy.update({f"gamma_{n}": int(pair[f"gamma_{n}"]) for n in names})
+        tidy.update(
+            {f"mw_{n}": float(pair[f"mw_{n}"]) + float(pair.get(f"mw_tf_adj_{n}") or 0.0) for n in names}
+        )
+        if guards:
+            weight = tidy["match_weight"]
+            caps = [math.log2(g.max_probability / (1.0 - g.max_probability)) for g in guards]
+            held = [
+                cap - weight if test(tidy) is True and weight > cap else 0.0
+                for test, cap in zip(index.guard_tests or [], caps, strict=True)
+            ]
+            tidy["mw_guard"] = min(held)
+            tidy["match_weight"] = weight + tidy["mw_guard"]
+            if tidy["mw_guard"] < 0:
+                tidy["match_probability"] = 1.0 / (1.0 + 2.0 ** (-tidy["match_weight"]))
+        out.append(tidy)
+    return sorted(out, key=lambda p: (p["rid_l"], p["rid_r"]))
 
 
 def raw_row(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -642,12 +687,12 @@ def _explanation(
     ]
 
 
-def rank_customers(index: Index, pairs: pl.DataFrame, query_rid: int) -> list[dict[str, Any]]:
+def rank_customers(index: Index, pairs: list[dict[str, Any]], query_rid: int) -> list[dict[str, Any]]:
     """Candidate customers, best pair first: customer_id, match_probability, match_weight, explanation.
 
     A request's pairs are few (at most MAX_CANDIDATES), so they are ranked as Python rows: a handful of
     polars calls would cost more than the work."""
-    rows = list(pairs.iter_rows(named=True)) if not pairs.is_empty() else []
+    rows = [dict(pair) for pair in pairs]
     for pair in rows:
         pair["rid"] = pair["rid_r"] if pair["rid_l"] == query_rid else pair["rid_l"]
     owners = index.owners.of([pair["rid"] for pair in rows])
@@ -674,7 +719,7 @@ def match_one(
     would, each with its golden attributes."""
     index = index_for(store)
     row = index.prepare_fields(raw_row(fields))
-    ranked = rank_customers(index, score(index, row, index.candidates(row)), QUERY_RID)[:limit]
+    ranked = rank_customers(index, score_rows(index, row, index.candidates(row)), QUERY_RID)[:limit]
     if attributes and ranked:
         docs = index.golden.of([c["customer_id"] for c in ranked])
         for candidate in ranked:
@@ -779,7 +824,7 @@ def _upsert_in(
     if batch.n_new == 0 and batch.n_changed == 0 and not before.is_empty():
         return before, None, str(before["customer_id"][0]), None
     row = index.prepare(std.with_columns(pl.lit(rid, pl.Int64).alias("rid")))
-    ranked = rank_customers(index, score(index, row, index.candidates(row, exclude=[rid])), rid)
+    ranked = rank_customers(index, score_rows(index, row, index.candidates(row, exclude=[rid])), rid)
     target = _target(store, index, row, rid, ranked)
     members = store.customer_members([target])["rid"].to_list() if target else []
     scope = closed_scope(store, [rid, *members])

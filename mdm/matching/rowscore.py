@@ -68,6 +68,15 @@ def _lte(a: Any, b: Any) -> bool | None:
     return None if a is None or b is None else a <= b
 
 
+def _in(a: Any, *values: Any) -> bool | None:
+    """SQL ``a IN (values)``: NULL when ``a`` is, or when it is not found and a value is NULL."""
+    if a is None:
+        return None
+    if a in values:
+        return True
+    return None if None in values else False
+
+
 def _add(a: Any, b: Any) -> Any:
     return None if a is None or b is None else a + b
 
@@ -161,6 +170,7 @@ _RUNTIME: dict[str, Any] = {
         _gte,
         _lt,
         _lte,
+        _in,
         _add,
         _sub,
         _mul,
@@ -254,6 +264,8 @@ def _code(node: exp.Expression, tables: frozenset[str]) -> str:
         return f"_neg({_code(node.this, tables)})"
     if type(node) in _BINARY:
         return f"{_BINARY[type(node)]}({_code(node.this, tables)}, {_code(node.expression, tables)})"
+    if isinstance(node, exp.In) and node.expressions and not node.args.get("query"):
+        return f"_in({', '.join(_code(a, tables) for a in [node.this, *node.expressions])})"
     if isinstance(node, exp.Cast):
         if node.to.this not in _FLOAT_TYPES:
             raise Unsupported(f"cast to {node.to.sql()}")
@@ -326,6 +338,21 @@ def _steps(select: exp.Select) -> list[exp.Select]:
             if step.args.get(key):
                 raise Unsupported(f"{key.upper()} in a step")
     return steps
+
+
+def compile_condition(sql: str) -> Callable[[Row], Any]:
+    """``test(row)``: one SQL expression (e.g. a WHERE condition) over a row's columns."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise Unsupported(f"unparsable condition: {exc}") from None
+    if not isinstance(tree, exp.Expression):
+        raise Unsupported("not an expression")
+    namespace = dict(_RUNTIME)
+    source = f"def test(row):\n    return {_code(tree, frozenset({'row'}))}"
+    exec(compile(source, "<sql condition>", "exec"), namespace)
+    test: Callable[[Row], Any] = namespace["test"]
+    return test
 
 
 def compile_scoring(sql: str, left: str, right: str) -> PairScorer:
