@@ -340,28 +340,35 @@ def _steps(select: exp.Select) -> list[exp.Select]:
     return steps
 
 
-def compile_condition(sql: str) -> Callable[[Row], Any]:
-    """``test(row)``: one SQL expression (e.g. a WHERE condition) over a row's columns."""
+def _parse(sql: str, what: str) -> exp.Expression:
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
-        raise Unsupported(f"unparsable condition: {exc}") from None
+        raise Unsupported(f"unparsable {what}: {exc}") from None
     if not isinstance(tree, exp.Expression):
-        raise Unsupported("not an expression")
+        raise Unsupported(f"not a {what}")
+    return tree
+
+
+def _define(lines: list[str], name: str) -> Any:
+    """The function ``name`` defined by the generated source ``lines``, over the runtime helpers."""
     namespace = dict(_RUNTIME)
-    source = f"def test(row):\n    return {_code(tree, frozenset({'row'}))}"
-    exec(compile(source, "<sql condition>", "exec"), namespace)
-    test: Callable[[Row], Any] = namespace["test"]
+    exec(compile("\n".join(lines), f"<sql {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def compile_condition(sql: str) -> Callable[[Row], Any]:
+    """``test(row)``: one SQL expression (e.g. a WHERE condition) over a row's columns."""
+    test: Callable[[Row], Any] = _define(
+        ["def test(row):", f"    return {_code(_parse(sql, 'condition'), frozenset({'row'}))}"], "test"
+    )
     return test
 
 
 def compile_scoring(sql: str, left: str, right: str) -> PairScorer:
     """``score(l, r)``: the statement's output row for one pair, ``l`` a row of table ``left`` and ``r``
     of ``right`` (dicts of column values, lists as lists, NULL as None)."""
-    try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.ParseError as exc:
-        raise Unsupported(f"unparsable statement: {exc}") from None
+    tree = _parse(sql, "statement")
     if not isinstance(tree, exp.Select):
         raise Unsupported("not a SELECT")
     steps = _steps(tree)
@@ -383,7 +390,5 @@ def compile_scoring(sql: str, left: str, right: str) -> PairScorer:
         lines += ["    row, out = out, dict(out)", *_stage(step, frozenset({"row"}))]
     outputs = [p.alias_or_name for p in steps[-1].expressions]
     lines.append(f"    return {{k: out[k] for k in {outputs!r}}}")
-    namespace = dict(_RUNTIME)
-    exec(compile("\n".join(lines), "<splink scoring>", "exec"), namespace)
-    scorer: PairScorer = namespace["score"]
+    scorer: PairScorer = _define(lines, "score")
     return scorer
