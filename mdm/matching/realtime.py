@@ -1,14 +1,15 @@
 """Real-time match and upsert: one record against every resolved record, with the batch's model.
 
 An :class:`Index` is built once per data version and kept in memory: the matching frame of every
-current record with the hubs and name frequencies a full run would compute, per blocking rule a
-sorted key column searched by bisection, and the current owner and golden attributes of every record
-and customer (caught up run by run, so a request reads no big table). A request standardizes its
-record exactly as a batch does (requests waiting while every core standardizes share the next call:
-its cost is mostly per call, not per row), finds candidates through the same blocking rules, and scores
-them with the SQL Splink generates for the trained model (compiled to Python for a request's few pairs,
-prepared in a pooled DuckDB connection for many), so batch and real time give a pair the same probability. The index's data version is asked of the
-database only after a write in this process (the store's write counter).
+current record with the hubs and name frequencies a full run would compute, one sorted column of every
+blocking rule's keys searched by bisection, and the current owner and golden attributes of every
+record and customer (caught up run by run, so a request reads no big table). A request standardizes
+its record exactly as a batch does (its families on two threads; requests waiting while every core
+standardizes share the next call: its cost is mostly per call, not per row), finds candidates through
+the same blocking rules, and scores them with the SQL Splink generates for the trained model (compiled
+to Python for a request's few pairs, prepared in a pooled DuckDB connection for many), so batch and
+real time give a pair the same probability. The index's data version is asked of the database only
+after a write in this process (the store's write counter).
 """
 
 from __future__ import annotations
@@ -621,7 +622,8 @@ def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataF
 def _tidy_rows(index: Index, scored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`tidy_pairs` (guards included) of the compiled statement's output rows, as Python rows."""
     names = [c.name for c in index.ruleset.comparisons]
-    guards = index.ruleset.guards
+    caps = [math.log2(g.max_probability / (1.0 - g.max_probability)) for g in index.ruleset.guards]
+    guards = list(zip(index.guard_tests or [], caps, strict=True))
     out = []
     for pair in scored:
         lo, hi = sorted((int(pair["rid_l"]), int(pair["rid_r"])))
@@ -637,11 +639,7 @@ def _tidy_rows(index: Index, scored: list[dict[str, Any]]) -> list[dict[str, Any
         )
         if guards:
             weight = tidy["match_weight"]
-            caps = [math.log2(g.max_probability / (1.0 - g.max_probability)) for g in guards]
-            held = [
-                cap - weight if test(tidy) is True and weight > cap else 0.0
-                for test, cap in zip(index.guard_tests or [], caps, strict=True)
-            ]
+            held = [cap - weight if test(tidy) is True and weight > cap else 0.0 for test, cap in guards]
             tidy["mw_guard"] = min(held)
             tidy["match_weight"] = weight + tidy["mw_guard"]
             if tidy["mw_guard"] < 0:
