@@ -3,7 +3,11 @@ and the index's in-memory owners and golden attributes equal the store's, before
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SampleRun
+from conftest import SampleRun, copy_store
 
 from mdm.matching import realtime as rt
 from mdm.schema import RAW_FIELDS
@@ -139,3 +143,42 @@ def test_index_owners_and_golden_follow_upserts(
     assert rt.index_for(store) is index
     _assert_index_mirrors_store(store, index)
     assert rt.match_one(store, body, 1)[0]["customer_id"] == result["customer_id"]
+
+
+#: Builds the index of a store in a fresh interpreter (no library table loaded yet), then counts the
+#: full garbage collections the next requests set off.
+_FULL_COLLECTIONS = """
+import gc, json, sys
+from pathlib import Path
+from mdm.matching import realtime as rt
+from mdm.store import Store
+rt.WARM_RECORDS = int(sys.argv[2])
+with Store(Path(sys.argv[1])) as store:
+    rt.index_for(store)
+    fields = json.loads(sys.argv[3])
+    full = []
+    gc.callbacks.append(lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None)
+    for f in fields:
+        rt.match_one(store, f)
+print(len(full))
+"""
+
+
+@pytest.mark.parametrize(("warm", "quiet"), [(rt.WARM_RECORDS, True), (0, False)])
+def test_requests_after_a_build_set_off_no_full_collection(
+    resolved: Path, tmp_path: Path, warm: int, quiet: bool
+) -> None:
+    """With the build's warm-up the libraries' lazily loaded tables are frozen with the index; without it
+    (the control) the first requests load them and full collections follow."""
+    db = copy_store(resolved, tmp_path / "db")
+    with Store(db) as store:
+        fields = _raw_fields(store, 10, seed=4)
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_COLLECTIONS, str(db), str(warm), json.dumps(fields)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        timeout=300,
+    )
+    assert (int(done.stdout.strip().splitlines()[-1]) == 0) is quiet, done.stdout
