@@ -2,7 +2,8 @@
 
 Each field family lives in its own module and adds its columns plus a ``_flag_*`` list from raw columns
 only; this module runs them (on two threads for a real-time request's few rows), cross-checks the
-record's birth date and sex against its resident ID, and appends every flag to ``dq_flags``. ``standardize_one`` is the real-time path and runs the very same code.
+record's birth date and sex against its resident ID, and appends every flag to ``dq_flags``.
+``standardize_one`` is the real-time path and runs the very same code.
 """
 
 from __future__ import annotations
