@@ -11,6 +11,14 @@ answers only while the counter is still ``g``; otherwise :meth:`ReadCache.curren
 caller reads DuckDB, which is always current) and a background thread rebuilds the model, waiting while
 a write holds the write lock. So a read that starts after a write returned never sees older data.
 
+A real-time upsert does not throw the model away: under the write lock it names what its one run
+changed (records attached or detached, customers given a golden version, created or retired;
+:func:`touched_by`), and the model is kept with those xref keys and customers marked dirty, answered by
+DuckDB from then on (``knows_xref`` / ``knows_customer``; a customer is dirty also when the customer it
+resolves to is). Any other write, or one that ran more than one run, rebuilds the model whole as before;
+so does a model whose dirty sets outgrow MAX_DIRTY. At 1M a full rebuild takes about 20 s, during which
+the database answers every read (about 74 xref and 40 customer reads a second on this machine).
+
 A new model is moved out of the garbage collector's reach (``gc.freeze``): its millions of long-lived
 objects would otherwise be traversed by every full collection, a pause of tens of milliseconds in some
 request's latency. Freed models are still reclaimed by reference counting (they hold no cycles).
@@ -18,6 +26,7 @@ request's latency. Freed models are still reclaimed by reference counting (they 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -102,7 +111,24 @@ class ReadModel:
     c_attributes: pa.Array
     c_lineage: pa.Array
     c_created: pa.Array
+    #: Xref keys and customers real-time writes changed since the build: answered by the database.
+    dirty_keys: frozenset[str] = frozenset()
+    dirty_customers: frozenset[str] = frozenset()
     memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def knows_xref(self, source: str, source_key: str) -> bool:
+        """Is this record's answer current in the model (no write since the build changed it)?"""
+        return not self.dirty_keys or xref_key(source, source_key) not in self.dirty_keys
+
+    def knows_customer(self, customer_id: str) -> bool:
+        """Is this customer's answer current in the model: neither it nor the customer it resolves to
+        changed since the build?"""
+        if not self.dirty_customers:
+            return True
+        if customer_id in self.dirty_customers:
+            return False
+        row = self.customer_row.get(customer_id)
+        return row is None or self.c_id[row] not in self.dirty_customers
 
     def memoized(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()`` computed once per key for this model (answers derived from its data only, e.g.
@@ -211,6 +237,37 @@ def load_model(store: ApiRepo, generation: int) -> ReadModel:
     )
 
 
+#: Most keys or customers a model may send to the database before it is rebuilt whole instead.
+MAX_DIRTY = 50_000
+
+_TOUCHED_SQL = """SELECT source || chr(31) || source_key AS k, customer_id FROM xref
+    WHERE valid_from_run = $run OR valid_to_run = $run"""
+_TOUCHED_CUSTOMERS_SQL = """SELECT customer_id FROM golden_versions WHERE run_id = $run
+    UNION SELECT customer_id FROM customers WHERE created_run = $run OR retired_run = $run"""
+
+
+def last_run(view: ApiRepo) -> int:
+    """The store's highest run ID (0 before any run)."""
+    row = view.con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchone()
+    return int(row[0]) if row else 0
+
+
+def touched_by(view: ApiRepo, run_id: int) -> tuple[set[str], set[str]]:
+    """(xref keys, customer IDs) whose answers run ``run_id`` changed: records it attached or detached
+    (and their customers, before and after), customers it gave a golden version, created or retired."""
+    xref = view.query(_TOUCHED_SQL, {"run": run_id})
+    customers = view.query(_TOUCHED_CUSTOMERS_SQL, {"run": run_id})
+    return set(xref["k"].to_list()), set(xref["customer_id"].to_list()) | set(customers["customer_id"].to_list())
+
+
+@dataclass(frozen=True)
+class WriteMark:
+    """What :meth:`ReadCache.begin_write` saw: the model then current and the store's last run."""
+
+    model: ReadModel
+    last_run: int
+
+
 class ReadCache:
     """The current :class:`ReadModel`, or None while a write made it stale (a rebuild is then under way)."""
 
@@ -237,6 +294,48 @@ class ReadCache:
             return model
         self._start_rebuild()
         return None
+
+    def begin_write(self, view: ApiRepo) -> WriteMark | None:
+        """Before a write that :meth:`absorb_write` may take in (under the write lock): the current
+        model and last run; None when no model is current (the write then invalidates as any)."""
+        model = self._model
+        if model is None or model.generation != self._counter.value:
+            return None
+        return WriteMark(model, last_run(view))
+
+    def absorb_write(self, mark: WriteMark | None, view: ApiRepo) -> None:
+        """After the write committed, still under the write lock: keep the model, with what the write's
+        one run touched answered by the database, instead of rebuilding it whole.
+
+        Only a write that made at most one run is taken in, and only onto the model current when it
+        began. The kept model is tagged with the counter value the write lock's release makes, so it
+        serves only once the release happened with no other change in between; anything else leaves the
+        model stale and a rebuild under way, as before.
+        """
+        if mark is None:
+            return
+        run = last_run(view)
+        if run == mark.last_run:
+            keys: set[str] = set()
+            customers: set[str] = set()
+        elif run == mark.last_run + 1:
+            keys, customers = touched_by(view, run)
+        else:
+            return
+        model = mark.model
+        dirty_keys, dirty_customers = model.dirty_keys | keys, model.dirty_customers | customers
+        if len(dirty_keys) + len(dirty_customers) > MAX_DIRTY:
+            return
+        kept = dataclasses.replace(
+            model,
+            generation=self._counter.value + 1,
+            dirty_keys=dirty_keys,
+            dirty_customers=dirty_customers,
+            memo={},
+        )
+        with self._lock:
+            if self._model is model:
+                self._model = kept
 
     def refresh(self) -> ReadModel:
         """Build the model now, in this thread (server start)."""

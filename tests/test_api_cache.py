@@ -272,3 +272,78 @@ def test_a_journal_that_does_not_continue_the_chain_is_refused(tmp_path: Path, s
     with pytest.raises(MdmError, match="does not continue"):
         store.audit(action="second", status=200)
     assert store.query("SELECT count(*) AS n FROM audit_log")["n"].item() == 1
+
+
+def _served_equals_store(
+    client: TestClient, sample: Sample, keys: list[tuple[str, str]], ids: list[str]
+) -> None:
+    """Every given xref key and customer answers over HTTP exactly what the database holds now."""
+    store = ctx_of(client).store.thread_view()
+    for source, key in keys:
+        found = store.xref_current(source, key)
+        r = get(client, sample, f"/v1/xref/{source}/{key}")
+        assert (r.json()["customer_id"] if r.status_code == 200 else None) == (found or {}).get("customer_id")
+    for customer_id in ids:
+        found = store.customer(customer_id)
+        r = get(client, sample, f"/v1/customers/{customer_id}")
+        assert r.status_code == (200 if found else 404), customer_id
+        if found:
+            doc = r.json()
+            assert (doc["customer_id"], doc["status"], doc["version"]) == (
+                found["customer_id"],
+                found["status"],
+                found["version"],
+            )
+            assert sorted(x["source_key"] for x in doc["records"]) == sorted(
+                x["source_key"] for x in found["records"]
+            )
+
+
+def test_upserts_keep_the_model_and_send_what_they_touched_to_the_database(
+    client: TestClient, sample: Sample
+) -> None:
+    ctx = ctx_of(client)
+    store = ctx.store.thread_view()
+    built = ctx.cache.current()
+    assert built is not None
+    existing = store.query(
+        "SELECT r.source, r.source_key, r.name, r.id_number, x.customer_id FROM current_records r "
+        "JOIN xref x ON x.rid = r.rid AND x.valid_to_run IS NULL WHERE r.id_number IS NOT NULL ORDER BY r.rid LIMIT 2"
+    ).to_dicts()
+    bodies = [
+        {
+            "source": "core_banking",
+            "source_key": "OVERLAY-NEW",
+            "fields": {"name": "司马相如", "birth_date": "1970-02-03"},
+        },
+        *(
+            {
+                "source": "core_banking",
+                "source_key": f"OVERLAY-{i}",
+                "fields": {"name": e["name"], "id_number": e["id_number"]},
+            }
+            for i, e in enumerate(existing)
+        ),
+    ]
+    auth = {"Authorization": f"Bearer {sample.tokens['sys']}"}
+    made = []
+    for body in bodies:
+        r = client.post("/v1/records", json=body, headers=auth)
+        assert r.status_code == 200, r.text
+        made.append(r.json()["customer_id"])
+        kept = ctx.cache.current()
+        assert kept is not None and kept.c_id is built.c_id, "the model was kept, not rebuilt"
+    kept = ctx.cache.current()
+    assert (
+        kept is not None
+        and kept.dirty_keys
+        and made[1] == existing[0]["customer_id"]
+        and made[2] == existing[1]["customer_id"]
+    )
+    assert not kept.knows_customer(made[1]) and not kept.knows_xref("core_banking", "OVERLAY-0")
+    others = store.query("SELECT customer_id FROM customers ORDER BY seq LIMIT 40")["customer_id"].to_list()
+    xrefs = store.query("SELECT source, source_key FROM xref WHERE valid_to_run IS NULL LIMIT 40").rows()
+    keys = [(b["source"], b["source_key"]) for b in bodies] + [
+        (e["source"], e["source_key"]) for e in existing
+    ]
+    _served_equals_store(client, sample, keys + [tuple(x) for x in xrefs], made + others)

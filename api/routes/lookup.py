@@ -106,7 +106,7 @@ async def read_xref_current(ctx: ApiContext, source: str, source_key: str) -> Re
     """The answer to a current xref read: from the read model (each body serialized once per model),
     else from DuckDB in the threadpool; 404 when the record has no current owner."""
     model = ctx.cache.current()
-    if model is not None:
+    if model is not None and model.knows_xref(source, source_key):
         body = model.memoized(
             ("xref", source, source_key),
             lambda: xref_current_body(source, source_key, model.xref(source, source_key)),
@@ -136,6 +136,8 @@ async def read_customer(
         if len((reason or "").strip()) < ctx.policy.limits.reason_min_chars:
             raise ApiError(422, "invalid_request", "reason: unmasking needs a reason")
     model = ctx.cache.current()
+    if model is not None and not model.knows_customer(customer_id):
+        model = None
     if model is not None and not unmask:
         answer = model.memoized(
             ("customer", who.role, customer_id),

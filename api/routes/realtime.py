@@ -67,8 +67,11 @@ def upsert(
     if not ctx.write_lock.acquire(timeout=WRITE_WAIT_SECONDS):
         raise ApiError(503, "busy", "a batch run holds the write path; retry later", {"Retry-After": "30"})
     try:
+        view = ctx.view()
+        mark = ctx.cache.begin_write(view)
         with domain_errors():
-            result: dict[str, Any] = dict(upsert_one(ctx.view(), body.source, body.source_key, fields))
+            result: dict[str, Any] = dict(upsert_one(view, body.source, body.source_key, fields))
+        ctx.cache.absorb_write(mark, view)
     finally:
         ctx.write_lock.release()
     out = RecordOut(**{k: v for k, v in result.items() if k in RecordOut.model_fields})
