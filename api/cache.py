@@ -257,7 +257,9 @@ def touched_by(view: ApiRepo, run_id: int) -> tuple[set[str], set[str]]:
     (and their customers, before and after), customers it gave a golden version, created or retired."""
     xref = view.query(_TOUCHED_SQL, {"run": run_id})
     customers = view.query(_TOUCHED_CUSTOMERS_SQL, {"run": run_id})
-    return set(xref["k"].to_list()), set(xref["customer_id"].to_list()) | set(customers["customer_id"].to_list())
+    return set(xref["k"].to_list()), set(xref["customer_id"].to_list()) | set(
+        customers["customer_id"].to_list()
+    )
 
 
 @dataclass(frozen=True)
