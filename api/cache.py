@@ -39,6 +39,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from mdm.store import Store
 from mdm.store.api_repo import ApiRepo, WriteCounter
 
 log = logging.getLogger("mdm.api")
@@ -55,7 +56,9 @@ MEMO_LIMIT = 100_000
 
 T = TypeVar("T")
 
-_XREF_SQL = """SELECT source || chr(31) || source_key AS k, source, source_key, customer_id, rid, valid_from_run
+#: A record's model key in SQL (the text :func:`xref_key` builds).
+_KEY_SQL = "source || chr(31) || source_key"
+_XREF_SQL = f"""SELECT {_KEY_SQL} AS k, source, source_key, customer_id, rid, valid_from_run
     FROM xref WHERE valid_to_run IS NULL ORDER BY customer_id, rid"""
 _CUSTOMERS_SQL = "SELECT customer_id, status, seq, merged_into FROM customers"
 _DOCS_SQL = """SELECT customer_id, version, run_id, attributes, lineage, created_at FROM golden_versions
@@ -240,19 +243,13 @@ def load_model(store: ApiRepo, generation: int) -> ReadModel:
 #: Most keys or customers a model may send to the database before it is rebuilt whole instead.
 MAX_DIRTY = 50_000
 
-_TOUCHED_SQL = """SELECT source || chr(31) || source_key AS k, customer_id FROM xref
+_TOUCHED_SQL = f"""SELECT {_KEY_SQL} AS k, customer_id FROM xref
     WHERE valid_from_run = $run OR valid_to_run = $run"""
 _TOUCHED_CUSTOMERS_SQL = """SELECT customer_id FROM golden_versions WHERE run_id = $run
     UNION SELECT customer_id FROM customers WHERE created_run = $run OR retired_run = $run"""
 
 
-def last_run(view: ApiRepo) -> int:
-    """The store's highest run ID (0 before any run)."""
-    row = view.con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchone()
-    return int(row[0]) if row else 0
-
-
-def touched_by(view: ApiRepo, run_id: int) -> tuple[set[str], set[str]]:
+def touched_by(view: Store, run_id: int) -> tuple[set[str], set[str]]:
     """(xref keys, customer IDs) whose answers run ``run_id`` changed: records it attached or detached
     (and their customers, before and after), customers it gave a golden version, created or retired."""
     xref = view.query(_TOUCHED_SQL, {"run": run_id})
@@ -297,15 +294,15 @@ class ReadCache:
         self._start_rebuild()
         return None
 
-    def begin_write(self, view: ApiRepo) -> WriteMark | None:
+    def begin_write(self, view: Store) -> WriteMark | None:
         """Before a write that :meth:`absorb_write` may take in (under the write lock): the current
         model and last run; None when no model is current (the write then invalidates as any)."""
         model = self._model
         if model is None or model.generation != self._counter.value:
             return None
-        return WriteMark(model, last_run(view))
+        return WriteMark(model, view.data_stamp()[1])
 
-    def absorb_write(self, mark: WriteMark | None, view: ApiRepo) -> None:
+    def absorb_write(self, mark: WriteMark | None, view: Store) -> None:
         """After the write committed, still under the write lock: keep the model, with what the write's
         one run touched answered by the database, instead of rebuilding it whole.
 
@@ -316,7 +313,7 @@ class ReadCache:
         """
         if mark is None:
             return
-        run = last_run(view)
+        run = view.data_stamp()[1]
         if run == mark.last_run:
             keys: set[str] = set()
             customers: set[str] = set()

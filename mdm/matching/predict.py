@@ -8,7 +8,7 @@ import polars as pl
 
 from matching_rules import RuleSet
 from matching_rules.compile import guard_sql
-from matching_rules.models import BlockingRule
+from matching_rules.models import BlockingRule, Guard
 from mdm.matching.features import matching_frame
 from mdm.matching.train import TrainedModel, new_db_api, new_linker
 
@@ -46,6 +46,11 @@ def tidy_pairs(raw: pl.DataFrame, model: TrainedModel) -> pl.DataFrame:
     return apply_guards(tidy, model.ruleset)
 
 
+def guard_cap(guard: Guard) -> float:
+    """The match weight a guard caps a pair at: its ``max_probability`` as log2 odds."""
+    return math.log2(guard.max_probability / (1.0 - guard.max_probability))
+
+
 def apply_guards(pairs: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
     """Cap the pairs a rule-set guard holds for at the guard's ``max_probability`` (so they go to review).
 
@@ -58,7 +63,7 @@ def apply_guards(pairs: pl.DataFrame, ruleset: RuleSet) -> pl.DataFrame:
     terms = [
         pl.when(pl.sql_expr(guard_sql(ruleset, guard)) & (weight > cap)).then(cap - weight).otherwise(0.0)
         for guard in ruleset.guards
-        for cap in [math.log2(guard.max_probability / (1.0 - guard.max_probability))]
+        for cap in [guard_cap(guard)]
     ]
     capped = pairs.with_columns(pl.min_horizontal(*terms).alias("mw_guard")).with_columns(
         (weight + pl.col("mw_guard")).alias("match_weight")

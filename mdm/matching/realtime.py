@@ -18,7 +18,6 @@ import gc
 import itertools
 import json
 import logging
-import math
 import os
 import queue
 import threading
@@ -38,7 +37,7 @@ from matching_rules.models import BlockingRule
 from mdm.errors import MdmError
 from mdm.matching.explain import level_labels
 from mdm.matching.features import base_frame, find_hubs, matching_frame
-from mdm.matching.predict import rule_keys, tidy_pairs
+from mdm.matching.predict import guard_cap, rule_keys, tidy_pairs
 from mdm.matching.rowscore import PairScorer, Unsupported, compile_condition, compile_scoring
 from mdm.matching.train import MatchingError, TrainedModel, new_db_api
 from mdm.schema import RAW_SCHEMA
@@ -639,7 +638,7 @@ def score(index: Index, row: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataF
 def _tidy_rows(index: Index, scored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`tidy_pairs` (guards included) of the compiled statement's output rows, as Python rows."""
     names = [c.name for c in index.ruleset.comparisons]
-    caps = [math.log2(g.max_probability / (1.0 - g.max_probability)) for g in index.ruleset.guards]
+    caps = [guard_cap(g) for g in index.ruleset.guards]
     guards = list(zip(index.guard_tests or [], caps, strict=True))
     out = []
     for pair in scored:
